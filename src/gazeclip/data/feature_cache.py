@@ -1,0 +1,85 @@
+"""Frozen-prefix feature cache.
+
+The image tower is frozen below the model's first adapted block (`model.prefix_layer`) and a face
+crop never changes, so the hidden states entering that block are a pure function of the crop's
+pixels. They are computed once, stored on disk keyed by the crop's content hash (one `.npy` per
+crop, under a folder named after the frozen prefix: backbone, layer, input size), and read back
+memory-mapped. Training then runs only the upper blocks.
+
+Pixel-changing augmentation (flip, colour jitter) gives different pixels, hence different hidden
+states: such items bypass the cache and are encoded on the fly (see `FaceDataset`).
+Writes are atomic (temp file + rename), so several processes may fill the same cache at once.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+class FeatureCache:
+    def __init__(self, root: str | Path, prefix_id: str, dtype: str = "float16"):
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"cache dtype {dtype!r}: use float16 or float32")
+        self.dir = Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dtype = np.dtype(dtype)
+        self.hits = self.misses = 0
+
+    def path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.npy"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def get(self, key: str) -> torch.Tensor | None:
+        p = self.path(key)
+        try:
+            arr = np.load(p, mmap_mode="r")
+        except (FileNotFoundError, ValueError, OSError):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return torch.from_numpy(np.array(arr, dtype=np.float32))
+
+    def put(self, key: str, states: np.ndarray | torch.Tensor) -> None:
+        if isinstance(states, torch.Tensor):
+            states = states.detach().float().cpu().numpy()
+        p = self.path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".", suffix=".npy.tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, states.astype(self.dtype))
+        os.replace(tmp, p)
+
+    def fill(self, keys: Sequence[str], pixels_of: Callable[[list[int]], torch.Tensor],
+             encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 32, rank: int = 0,
+             world: int = 1, progress: bool = False) -> int:
+        """Encode and store every key not yet cached (this rank's share: i % world == rank).
+        Returns the number computed here."""
+        todo = [i for i, k in enumerate(keys) if i % world == rank and k not in self]
+        # the same crop may appear twice (duplicates); encode it once
+        seen, uniq = set(), []
+        for i in todo:
+            if keys[i] not in seen:
+                seen.add(keys[i])
+                uniq.append(i)
+        if not uniq:
+            return 0
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(uniq), desc="feature cache", unit="img", disable=not progress, leave=False)
+        for s in range(0, len(uniq), batch_size):
+            idx = uniq[s:s + batch_size]
+            with torch.no_grad():
+                states = encode(pixels_of(idx))
+            for i, st in zip(idx, states):
+                self.put(keys[i], st)
+            bar.update(len(idx))
+        bar.close()
+        return len(uniq)

@@ -1,0 +1,93 @@
+"""Typed run configuration: dataclass fields carry their help text (as peft's configs do), a YAML
+file under `configs/runs/` sets them, and command-line flags override both. The resolved config
+is written to `RUN/config.yaml` so that a run says exactly how it was made.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything `gazeclip train` needs besides the data folder and the run folder."""
+
+    model: str = _f("gazeclip", "registered model name (gazeclip.models.list_models())")
+    backbone: str = _f("clip-b16-offline", "backbone name (gazeclip.models.backbones.list_backbones())")
+    clip: str | None = _f(None, "checkpoint path for the clip-b16 / clip-l14 backbones")
+    model_overrides: dict = _f({}, "keyword overrides passed to create_model (ablation switches)")
+    protocol: str = _f("P2", "protocol name in DATA/protocols.yaml")
+    epochs: int = _f(10, "maximum number of epochs")
+    batch_size: int = _f(32, "global batch size (split evenly across DDP processes)")
+    lr: float = _f(1e-3, "peak learning rate of AdamW")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    betas: tuple = _f((0.9, 0.999), "AdamW betas")
+    warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, then cosine decay to min_lr_ratio*lr")
+    min_lr_ratio: float = _f(0.0, "final learning rate as a fraction of lr")
+    grad_clip: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
+    seed: int = _f(0, "seed for model init, data order and augmentation")
+    precision: str = _f("auto", "auto (bf16 autocast on CUDA devices that support it, else fp32) | bf16 | fp32")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    patience: int = _f(3, "early stopping: epochs without improvement of the validation metric (0 = off)")
+    select_metric: str = _f("val_score", "validation metric to select on: val_score (mean of attribution ACC "
+                            "and detection AUC), val_acc, val_auc or val_loss")
+    checkpoint_every: int = _f(0, "also checkpoint every N optimiser steps inside an epoch (0 = end of epoch only)")
+    feature_cache: bool = _f(True, "train the upper blocks from cached frozen-prefix hidden states")
+    cache_dir: str | None = _f(None, "feature cache folder (default: DATA/.cache/features)")
+    cache_dtype: str = _f("float16", "storage dtype of cached hidden states (float16 halves the disk)")
+    faces: str = _f("detect", "detect: crop the detected face and estimate gaze | none: whole image, no gaze")
+    gaze_estimator: str = _f("ethxgaze-r18", "gaze estimator name (gazeclip.gaze)")
+    face_cache_dir: str | None = _f(None, "face/gaze record cache folder (default: DATA/.cache/faces)")
+    hflip: float = _f(0.0, "augmentation: probability of a horizontal flip (changes pixels: bypasses the cache)")
+    color_jitter: float = _f(0.0, "augmentation: probability of a brightness/contrast jitter (bypasses the cache)")
+    num_workers: int = _f(0, "DataLoader worker processes")
+    unknown_quantile: float = _f(0.05, "unknown-generator threshold: this quantile of the predicted-class "
+                                 "probability on correctly attributed fake validation faces")
+    max_train_items: int = _f(0, "use at most this many training items (0 = all), for quick trials")
+    find_unused_parameters: bool = _f(True, "DDP: tolerate trainable parameters a step does not use")
+    progress: bool = _f(True, "show tqdm progress bars")
+    interrupt_after_steps: int = _f(0, "testing only: exit as if killed after N optimiser steps (0 = off)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(d["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {unknown}; known keys: {', '.join(sorted(names))}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file; see configs/runs/ for examples")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a run config must be a YAML mapping of TrainConfig fields")
+        return cls.from_dict(data, source=str(path))
+
+    def replace(self, **kw) -> "TrainConfig":
+        return dataclasses.replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+def help_table() -> str:
+    return "\n".join(f"  {f.name}: {f.metadata.get('help', '')} (default {f.default!r})"
+                     for f in fields(TrainConfig) if f.default is not dataclasses.MISSING)
