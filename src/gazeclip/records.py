@@ -34,6 +34,7 @@ class Face:
     crop_landmarks: np.ndarray                # (K, 2) landmarks in clip_crop pixel coordinates
     norm_face: np.ndarray | None              # (224, 224, 3) uint8 RGB ETH-XGaze-normalised face
     norm_rotation: np.ndarray | None          # (3, 3) rotation of the normalisation (camera -> normalised)
+    camera: np.ndarray | None = None          # (3, 3) intrinsics the head pose was solved with (added by faces)
 
 
 @dataclass

@@ -149,10 +149,9 @@ def load_clip_checkpoint(path: str | Path | None, expect: str | None, name: str)
         from transformers import AutoTokenizer
 
         model = CLIPModel.from_pretrained(str(path), local_files_only=True)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError):
-            tokenizer = clip_bpe_tokenizer()
+        has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "vocab.json"))
+        tokenizer = (AutoTokenizer.from_pretrained(str(path), local_files_only=True) if has_tokenizer
+                     else clip_bpe_tokenizer())
     else:
         config, sd = openai_to_hf(_read_state_dict(path))
         model = CLIPModel(config)

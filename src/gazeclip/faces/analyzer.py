@@ -1,0 +1,264 @@
+"""`FaceAnalyzer`: image -> list of `Face` (box, landmarks, head pose, CLIP crop, ETH-XGaze face).
+
+MediaPipe's FaceLandmarker (Tasks API, IMAGE mode) gives 478 landmarks; RetinaFace is the
+fallback detector when MediaPipe's short-range detector finds nothing (small or distant faces):
+its boxes are re-run through the landmarker on a crop, and kept with their 5 points otherwise.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..records import Face
+from . import geometry as geo
+
+# design choice, not from the paper: square CLIP crop = landmark box enlarged by this fraction per side
+DEFAULT_MARGIN = 0.25
+
+
+@dataclass
+class _Raw:
+    """A face before the geometry: landmarks (K, 2) pixels, box, score, detector."""
+
+    landmarks: np.ndarray
+    box: np.ndarray
+    score: float
+    detector: str
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / ua) if ua > 0 else 0.0
+
+
+def square_crop(image: np.ndarray, box, margin: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Square crop around `box` enlarged by `margin` per side, resized to size x size; outside the
+    image is black. Returns the crop and the 2x3 affine (image px -> crop px)."""
+    x0, y0, x1, y1 = map(float, box)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    side = max(side, 1.0)
+    s = size / side
+    affine = np.array([[s, 0, size / 2 - s * cx], [0, s, size / 2 - s * cy]])
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(image, affine, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT)
+    return crop, affine
+
+
+class FaceAnalyzer:
+    """Find faces and prepare everything later steps need.
+
+    crop_size: side of the CLIP crop; margin: fraction of the face box added per side of it;
+    max_faces: most faces returned per image (largest first); camera: fixed intrinsics (else
+    pseudo-intrinsics focal = max(H, W), centre principal point); detect_max_side: images are
+    downscaled to this longer side for detection, crops come from the original;
+    fallback: "retinaface" (when MediaPipe finds nothing), "always" (also add RetinaFace faces
+    MediaPipe missed) or "none"; normalise: compute the ETH-XGaze face.
+    """
+
+    def __init__(self, crop_size: int = 224, margin: float = DEFAULT_MARGIN, max_faces: int = 8,
+                 camera: geo.Camera | None = None, detect_max_side: int = 1280, fallback: str = "retinaface",
+                 min_detection_confidence: float = 0.5, retinaface_threshold: float = 0.7,
+                 normalise: bool = True, norm_size: int = geo.ETH_SIZE, landmarker_path: str | None = None):
+        if fallback not in ("retinaface", "always", "none"):
+            raise ValueError(f"fallback must be 'retinaface', 'always' or 'none', not {fallback!r}")
+        self.crop_size = int(crop_size)
+        self.margin = float(margin)
+        self.max_faces = int(max_faces)
+        self.camera = camera
+        # design choice, not from the paper: detection on a copy at most 1280 px on its longer side
+        self.detect_max_side = int(detect_max_side)
+        self.fallback = fallback
+        self.min_detection_confidence = float(min_detection_confidence)
+        self.retinaface_threshold = float(retinaface_threshold)
+        self.normalise = normalise
+        self.norm_size = int(norm_size)
+        if landmarker_path is None:
+            from ..weights import asset_path
+
+            landmarker_path = str(asset_path("face-landmarker"))
+        self.landmarker_path = landmarker_path
+        self.model478 = geo.canonical_face_model(landmarker_path)
+        self.model5 = geo.five_point_model(self.model478)
+        self._pnp478 = self.model478[list(geo.PNP_POINTS_478)]
+        self._center478 = geo.face_center_model(self.model478, five_point=False)
+        self._center5 = geo.face_center_model(self.model5, five_point=True)
+        self._lock = threading.Lock()  # MediaPipe task objects are not thread-safe
+        self._landmarker = None
+        self._crop_landmarker = None
+        self._detector = None
+        self._retina = None
+
+    # -- configuration fingerprint (for the cache key) ----------------------------------------
+    def config(self) -> dict:
+        cam = None if self.camera is None else np.asarray(self.camera.matrix).round(6).tolist()
+        return {"crop_size": self.crop_size, "margin": self.margin, "max_faces": self.max_faces, "camera": cam,
+                "detect_max_side": self.detect_max_side, "fallback": self.fallback,
+                "min_detection_confidence": self.min_detection_confidence,
+                "retinaface_threshold": self.retinaface_threshold, "normalise": self.normalise,
+                "norm_size": self.norm_size}
+
+    # -- lazily built models ------------------------------------------------------------------
+    def _make_landmarker(self, num_faces: int):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        opts = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=self.landmarker_path),
+            running_mode=vision.RunningMode.IMAGE, num_faces=num_faces,
+            min_face_detection_confidence=self.min_detection_confidence,
+            min_face_presence_confidence=self.min_detection_confidence)
+        return vision.FaceLandmarker.create_from_options(opts)
+
+    def _make_detector(self):
+        """BlazeFace from the same bundle, only to give each landmarked face a confidence."""
+        import zipfile
+
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        with zipfile.ZipFile(self.landmarker_path) as zf:
+            buf = zf.read("face_detector.tflite")
+        opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=buf),
+                                          running_mode=vision.RunningMode.IMAGE,
+                                          min_detection_confidence=self.min_detection_confidence)
+        return vision.FaceDetector.create_from_options(opts)
+
+    @property
+    def retinaface(self):
+        if self._retina is None:
+            from .retinaface import RetinaFace
+
+            self._retina = RetinaFace(score_threshold=self.retinaface_threshold, max_side=min(960, self.detect_max_side))
+        return self._retina
+
+    def close(self) -> None:
+        for t in (self._landmarker, self._crop_landmarker, self._detector):
+            if t is not None:
+                t.close()
+        self._landmarker = self._crop_landmarker = self._detector = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getstate__(self):  # picklable for DataLoader workers: models are rebuilt lazily
+        state = self.__dict__.copy()
+        state.update(_lock=None, _landmarker=None, _crop_landmarker=None, _detector=None, _retina=None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- detection ----------------------------------------------------------------------------
+    def _mediapipe(self, rgb: np.ndarray, crop_mode: bool = False) -> list[_Raw]:
+        import mediapipe as mp
+
+        h, w = rgb.shape[:2]
+        if min(h, w) < 8:
+            return []
+        img = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        if crop_mode:
+            if self._crop_landmarker is None:
+                self._crop_landmarker = self._make_landmarker(1)
+            res = self._crop_landmarker.detect(img)
+            dets = []
+        else:
+            if self._landmarker is None:
+                self._landmarker = self._make_landmarker(self.max_faces)
+                self._detector = self._make_detector()
+            res = self._landmarker.detect(img)
+            dets = []
+            if res.face_landmarks:
+                for d in self._detector.detect(img).detections:
+                    bb = d.bounding_box
+                    dets.append((np.array([bb.origin_x, bb.origin_y, bb.origin_x + bb.width, bb.origin_y + bb.height],
+                                          np.float64), float(d.categories[0].score) if d.categories else 1.0))
+        out = []
+        for lms in res.face_landmarks:
+            pts = np.array([(p.x * w, p.y * h) for p in lms], np.float64)
+            box = np.concatenate([pts.min(0), pts.max(0)])
+            score = 1.0
+            if dets:
+                ious = [_iou(box, b) for b, _ in dets]
+                k = int(np.argmax(ious))
+                # a landmarked face the detector did not report keeps a neutral score
+                score = dets[k][1] if ious[k] > 0.3 else self.min_detection_confidence
+            out.append(_Raw(pts, box, score, "mediapipe"))
+        return out
+
+    def _retinaface_faces(self, rgb: np.ndarray, known: list[_Raw]) -> list[_Raw]:
+        out = []
+        for det in self.retinaface.detect(rgb):
+            if any(_iou(det.box, k.box) > 0.3 for k in known):
+                continue
+            # re-run the landmarker on a square crop around the box, where the face is large
+            crop, affine = square_crop(rgb, det.box, 0.6, 256)
+            got = self._mediapipe(crop, crop_mode=True)
+            if got:
+                inv = cv2.invertAffineTransform(affine)
+                pts = got[0].landmarks @ inv[:, :2].T + inv[:, 2]
+                box = np.concatenate([pts.min(0), pts.max(0)])
+                if _iou(box, det.box) > 0.3:
+                    out.append(_Raw(pts, box, det.score, "retinaface+mediapipe"))
+                    continue
+            out.append(_Raw(det.landmarks, det.box, det.score, "retinaface"))
+            if len(out) + len(known) >= self.max_faces:
+                break
+        return out
+
+    def detect(self, image: np.ndarray, camera: geo.Camera | None = None) -> list[Face]:
+        """Faces of an (H, W, 3) uint8 RGB image, largest first; [] when there is none."""
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+            raise ValueError(f"FaceAnalyzer.detect expects an (H, W, 3) uint8 RGB array, got {image.shape} "
+                             f"{image.dtype}; load files with gazeclip.faces.load_image")
+        image = np.ascontiguousarray(image[:, :, :3])
+        h, w = image.shape[:2]
+        if min(h, w) < 16:  # nothing a face detector can use; no exception for tiny images
+            return []
+        scale = min(1.0, self.detect_max_side / max(h, w))
+        small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                      interpolation=cv2.INTER_AREA)
+        with self._lock:
+            raws = self._mediapipe(small)
+            if self.fallback == "always" or (self.fallback == "retinaface" and not raws):
+                raws += self._retinaface_faces(small, raws)
+        for r in raws:  # back to original-image pixels
+            r.landmarks = r.landmarks / scale
+            r.box = r.box / scale
+        raws.sort(key=lambda r: -(r.box[2] - r.box[0]) * (r.box[3] - r.box[1]) * (0.5 + r.score))
+        raws = raws[: self.max_faces]
+        cam = camera or self.camera or geo.Camera.pseudo(w, h)
+        return [self._face(image, r, cam) for r in raws]
+
+    def _face(self, image: np.ndarray, raw: _Raw, cam: geo.Camera) -> Face:
+        h, w = image.shape[:2]
+        box = raw.box.copy()
+        box[[0, 2]] = np.clip(box[[0, 2]], 0, w)
+        box[[1, 3]] = np.clip(box[[1, 3]], 0, h)
+        five = raw.landmarks.shape[0] == 5
+        if five:
+            head = geo.head_pose(raw.landmarks, self.model5, cam)
+            center = self._center5
+        else:
+            head = geo.head_pose(raw.landmarks[list(geo.PNP_POINTS_478)], self._pnp478, cam)
+            center = self._center478
+        crop, affine = square_crop(image, raw.box, self.margin, self.crop_size)
+        crop_lms = raw.landmarks @ affine[:, :2].T + affine[:, 2]
+        norm_face = norm_rot = None
+        if head is not None and self.normalise:
+            n = geo.eth_normalise(image, head, center, cam, size=self.norm_size)
+            norm_face, norm_rot = n.image, n.rotation
+        return Face(box=tuple(float(v) for v in box), score=float(raw.score), landmarks=raw.landmarks,
+                    detector=raw.detector, head=head, clip_crop=crop, crop_landmarks=crop_lms,
+                    norm_face=norm_face, norm_rotation=norm_rot, camera=cam.matrix.copy())
