@@ -65,10 +65,13 @@ class ResizeConvGenerator(nn.Module):
 
 
 class SNDiscriminator(nn.Module):
+    """Spectral-norm conv discriminator (stride-2 4x4 convs with a 3x3 conv at each lower scale)."""
+
     def __init__(self, ch: int = 32) -> None:
         super().__init__()
-        layers, c = [], 3
-        for i, b in enumerate([ch, ch * 2, ch * 4, ch * 8]):
+        layers = [SN(nn.Conv2d(3, ch, 4, 2, 1)), nn.LeakyReLU(0.1, True)]          # 32
+        c = ch
+        for b in (ch * 2, ch * 4, ch * 8):                                          # 16, 8, 4
             layers += [SN(nn.Conv2d(c, b, 3, 1, 1)), nn.LeakyReLU(0.1, True),
                        SN(nn.Conv2d(b, b, 4, 2, 1)), nn.LeakyReLU(0.1, True)]
             c = b

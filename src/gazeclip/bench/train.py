@@ -35,11 +35,11 @@ class TrainSpec:
 
 # design choice, not from the paper: step counts sized for ~3-5 CPU minutes each on 2 cores.
 SPECS: dict[str, TrainSpec] = {
-    "dcgan-msg": TrainSpec("dcgan-msg", steps=1200, seed=101),
-    "sngan-msg": TrainSpec("sngan-msg", steps=1200, seed=102),
-    "vae-msg": TrainSpec("vae-msg", steps=1500, seed=103, lr=1e-3),
-    "ldm-msg": TrainSpec("ldm-msg", steps=2500, seed=104, lr=5e-4),
-    "realnvp-msg": TrainSpec("realnvp-msg", steps=1200, seed=105, lr=1e-3),
+    "dcgan-msg": TrainSpec("dcgan-msg", steps=2000, seed=101),
+    "sngan-msg": TrainSpec("sngan-msg", steps=2000, seed=102),
+    "vae-msg": TrainSpec("vae-msg", steps=2500, seed=103, lr=1e-3),
+    "ldm-msg": TrainSpec("ldm-msg", steps=4000, seed=104, lr=5e-4),
+    "realnvp-msg": TrainSpec("realnvp-msg", steps=3000, seed=105, lr=1e-3),
 }
 # the latent diffusion model needs the VAE first
 ORDER = ["dcgan-msg", "sngan-msg", "vae-msg", "ldm-msg", "realnvp-msg"]
@@ -59,6 +59,7 @@ def save_checkpoint(state: dict[str, torch.Tensor], meta: dict, path: Path) -> N
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".safetensors.tmp")
     os.close(fd)
     save_file(st, tmp, metadata={"gazeclip": json.dumps(meta, sort_keys=True)})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -87,8 +88,17 @@ def _batches(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator):
             yield x
 
 
+_DEADLINE: list[float] = [float("inf")]
+_STEPS_DONE: dict[str, int] = {}
+
+
 def _bar(spec: TrainSpec):
-    return tqdm(range(spec.steps), desc=f"train {spec.name}", unit="step", mininterval=2.0)
+    """Step iterator with a progress bar; stops early (recorded in the metadata) past the wall cap."""
+    for i in tqdm(range(spec.steps), desc=f"train {spec.name}", unit="step", mininterval=5.0):
+        if time.perf_counter() > _DEADLINE[0]:
+            break
+        _STEPS_DONE[spec.name] = i + 1
+        yield i
 
 
 def train_dcgan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
@@ -112,11 +122,11 @@ def train_dcgan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) 
         og.zero_grad()
         lg.backward()
         og.step()
-    return {"state": G.state_dict(), "arch": {"nz": 100, "ngf": 48}, "final_loss": [float(ld), float(lg)]}
+    return {"state": G.state_dict(), "arch": {"nz": 100, "ngf": 48}, "final_loss": [float(ld.detach()), float(lg.detach())]}
 
 
 def train_sngan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
-    G, D = nets.ResizeConvGenerator(nz=128, ch=256), nets.SNDiscriminator(ch=32)
+    G, D = nets.ResizeConvGenerator(nz=128, ch=192), nets.SNDiscriminator(ch=32)
     og = torch.optim.Adam(G.parameters(), spec.lr, betas=(0.0, 0.9))
     od = torch.optim.Adam(D.parameters(), spec.lr, betas=(0.0, 0.9))
     it = _batches(data, spec, gen)
@@ -131,7 +141,7 @@ def train_sngan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) 
         og.zero_grad()
         lg.backward()
         og.step()
-    return {"state": G.state_dict(), "arch": {"nz": 128, "ch": 256}, "final_loss": [float(ld), float(lg)]}
+    return {"state": G.state_dict(), "arch": {"nz": 128, "ch": 192}, "final_loss": [float(ld.detach()), float(lg.detach())]}
 
 
 def train_vae(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
@@ -151,7 +161,7 @@ def train_vae(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) ->
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return {"state": V.state_dict(), "arch": {"ch": 64, "zc": 4}, "final_loss": [float(lrec), float(kl)]}
+    return {"state": V.state_dict(), "arch": {"ch": 64, "zc": 4}, "final_loss": [float(lrec.detach()), float(kl.detach())]}
 
 
 def train_ldm(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, root: Path | None = None, **_) -> dict:
@@ -182,7 +192,7 @@ def train_ldm(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, root: P
     state = {f"denoiser.{k}": v for k, v in M.state_dict().items()}
     state["latent_mean"], state["latent_std"] = mean, std
     return {"state": state, "arch": {"zc": 4, "ch": 128, "nblocks": 4, "T": T, "vae": "vae-msg"},
-            "final_loss": [float(loss)]}
+            "final_loss": [float(loss.detach())]}
 
 
 def train_realnvp(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
@@ -202,7 +212,7 @@ def train_realnvp(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_
         bpd.backward()
         torch.nn.utils.clip_grad_norm_(M.parameters(), 50.0)
         opt.step()
-    return {"state": M.state_dict(), "arch": {"k": 8, "hidden": 128, "res": 32}, "final_loss": [float(bpd)]}
+    return {"state": M.state_dict(), "arch": {"k": 8, "hidden": 128, "res": 32}, "final_loss": [float(bpd.detach())]}
 
 
 TRAINERS: dict[str, Callable[..., dict]] = {
@@ -212,7 +222,7 @@ TRAINERS: dict[str, Callable[..., dict]] = {
 
 
 def train_one(name: str, data_u8: np.ndarray, root: Path | None = None, steps: int | None = None,
-              threads: int = 2) -> dict:
+              threads: int = 2, max_minutes: float | None = None) -> dict:
     spec = SPECS[name]
     if steps is not None:
         spec = TrainSpec(spec.name, steps, spec.batch, spec.seed, spec.lr)
@@ -221,10 +231,11 @@ def train_one(name: str, data_u8: np.ndarray, root: Path | None = None, steps: i
     gen = torch.Generator().manual_seed(spec.seed)
     data = torch.from_numpy(data_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
     c0, w0 = time.process_time(), time.perf_counter()
+    _DEADLINE[0] = w0 + 60 * max_minutes if max_minutes else float("inf")
     out = TRAINERS[name](data, spec, gen, root=root)
     cpu_min, wall_min = (time.process_time() - c0) / 60, (time.perf_counter() - w0) / 60
     meta = {"name": name, "spec": asdict(spec), "arch": out["arch"], "final_loss": out["final_loss"],
-            "cpu_minutes": round(cpu_min, 2), "wall_minutes": round(wall_min, 2), "threads": threads,
+            "steps_done": _STEPS_DONE.get(name, 0), "cpu_minutes": round(cpu_min, 2), "wall_minutes": round(wall_min, 2), "threads": threads,
             "train_images": int(len(data_u8)), "torch": torch.__version__}
     path = checkpoint_path(name, root)
     save_checkpoint(out["state"], meta, path)
@@ -233,17 +244,18 @@ def train_one(name: str, data_u8: np.ndarray, root: Path | None = None, steps: i
 
 
 def train_forgers(only: list[str] | None = None, n_train: int = 600, root: Path | None = None,
-                  steps: int | None = None, threads: int = 2) -> list[dict]:
+                  steps: int | None = None, threads: int = 2, max_minutes: float | None = None,
+                  data: np.ndarray | None = None) -> list[dict]:
     from .trainset import build_trainset
 
     names = [n for n in ORDER if not only or n in only]
     unknown = set(only or []) - set(ORDER)
     if unknown:
         raise ValueError(f"unknown trained forger(s) {sorted(unknown)}; known: {', '.join(ORDER)}")
-    data = build_trainset(n_train)
+    data = build_trainset(n_train) if data is None else data
     results = []
     for name in names:
-        meta = train_one(name, data, root=root, steps=steps, threads=threads)
+        meta = train_one(name, data, root=root, steps=steps, threads=threads, max_minutes=max_minutes)
         print(f"{name}: {meta['cpu_minutes']:.2f} CPU min ({meta['wall_minutes']:.2f} wall min), "
               f"{meta['bytes'] / 1e6:.2f} MB, final loss {meta['final_loss']}", flush=True)
         results.append(meta)

@@ -358,3 +358,62 @@ def collate(items: list[dict]) -> tuple[Batch, Pending | None, torch.Tensor]:
     batch.prefix_states = prefix
     pending = Pending(rows, torch.stack([items[r]["pixels"] for r in rows])) if rows else None
     return batch, pending, index
+
+
+# ---------------------------------------------------------------- sample sets cached on disk
+def samples_key(rows: Sequence[ManifestRow], mode: str, estimator: str, size: int, gaze_dim: int) -> str:
+    h = hashlib.sha256(f"v1|{mode}|{estimator}|{size}|{gaze_dim}".encode())
+    for r in rows:
+        h.update(f"|{r.path}:{r.sha256}".encode())
+    return h.hexdigest()[:32]
+
+
+def save_samples(s: SampleSet, path: Path) -> None:
+    import io
+    import os
+    import tempfile
+
+    buf = io.BytesIO()
+    np.savez(buf, paths=np.array(s.paths), classes=np.array(s.classes), crops=s.crops, gaze_vector=s.gaze_vector,
+             gaze_pitchyaw=s.gaze_pitchyaw, gaze_features=s.gaze_features, gaze_valid=s.gaze_valid,
+             region_boxes=s.region_boxes, n_faces=s.n_faces, keys=np.array(s.keys))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".samples.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def load_samples(path: Path) -> SampleSet:
+    z = np.load(path, allow_pickle=False)
+    return SampleSet([str(p) for p in z["paths"]], [str(c) for c in z["classes"]], z["crops"], z["gaze_vector"],
+                     z["gaze_pitchyaw"], z["gaze_features"], z["gaze_valid"], z["region_boxes"], z["n_faces"],
+                     [str(k) for k in z["keys"]])
+
+
+def manifest_samples(rows: Sequence[ManifestRow], data_dir: str | Path, mode: str, estimator: str, size: int,
+                     gaze_dim: int | None, cache_dir: str | Path | None = None, face_cache_dir: str | Path | None = None,
+                     progress: bool = False, build: bool = True) -> SampleSet | None:
+    """The SampleSet of manifest rows, read from `cache_dir` or built (faces + gaze) and saved there.
+    With build=False, returns None when it is not cached yet (DDP: rank 0 builds, others wait)."""
+    data_dir = Path(data_dir)
+    cache_dir = Path(cache_dir) if cache_dir else data_dir / ".cache" / "samples"
+    gd = gaze_dim or DEFAULT_GAZE_DIM
+    path = cache_dir / f"{samples_key(rows, mode, estimator, size, gd)}.npz"
+    if path.is_file():
+        return load_samples(path)
+    if not build:
+        return None
+    source = FaceGazeSource(mode, estimator, face_cache_dir or data_dir / ".cache" / "faces", gaze_dim)
+    if gaze_dim and source.gaze_dim != gaze_dim:
+        raise ValueError(f"gaze estimator {estimator} gives {source.gaze_dim}-d features but the model expects "
+                         f"{gaze_dim}; choose the estimator the model was built for")
+    samples, errors = build_samples([str(data_dir / r.path) for r in rows], [r.cls for r in rows], source, size,
+                                    progress)
+    if errors:
+        p, e = errors[0]
+        raise ValueError(f"{p}: unreadable dataset image ({e}); {len(errors)} such file(s): rebuild the benchmark "
+                         "or remove them from the manifest")
+    samples.paths = [r.path for r in rows]  # relative to the data folder, as in the manifest
+    save_samples(samples, path)
+    return samples

@@ -6,7 +6,9 @@ its boxes are re-run through the landmarker on a crop, and kept with their 5 poi
 """
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from dataclasses import dataclass
 
 import cv2
@@ -14,6 +16,19 @@ import numpy as np
 
 from ..records import Face
 from . import geometry as geo
+
+_LIVE: "weakref.WeakSet[FaceAnalyzer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # MediaPipe's task destructors fail noisily when they run during interpreter shutdown
+    for a in list(_LIVE):
+        try:
+            a.close()
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            pass
+
 
 # design choice, not from the paper: square CLIP crop = landmark box enlarged by this fraction per side
 DEFAULT_MARGIN = 0.25
@@ -86,7 +101,6 @@ class FaceAnalyzer:
         self.landmarker_path = landmarker_path
         self.model478 = geo.canonical_face_model(landmarker_path)
         self.model5 = geo.five_point_model(self.model478)
-        self._pnp478 = self.model478[list(geo.PNP_POINTS_478)]
         self._center478 = geo.face_center_model(self.model478, five_point=False)
         self._center5 = geo.face_center_model(self.model5, five_point=True)
         self._lock = threading.Lock()  # MediaPipe task objects are not thread-safe
@@ -94,6 +108,7 @@ class FaceAnalyzer:
         self._crop_landmarker = None
         self._detector = None
         self._retina = None
+        _LIVE.add(self)
 
     # -- configuration fingerprint (for the cache key) ----------------------------------------
     def config(self) -> dict:
@@ -156,6 +171,7 @@ class FaceAnalyzer:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     # -- detection ----------------------------------------------------------------------------
     def _mediapipe(self, rgb: np.ndarray, crop_mode: bool = False) -> list[_Raw]:
@@ -241,6 +257,17 @@ class FaceAnalyzer:
         cam = camera or self.camera or geo.Camera.pseudo(w, h)
         return [self._face(image, r, cam) for r in raws]
 
+    def face_from_points(self, image: np.ndarray, landmarks: np.ndarray, box=None, score: float = 1.0,
+                         detector: str = "external", camera: geo.Camera | None = None) -> Face:
+        """A `Face` from landmarks found elsewhere: 478 MediaPipe points or RetinaFace's 5
+        (image-left eye, image-right eye, nose, mouth left, mouth right), in image pixels."""
+        lms = np.asarray(landmarks, np.float64)
+        if lms.ndim != 2 or lms.shape[1] != 2 or lms.shape[0] not in (5, 468, 478):
+            raise ValueError(f"landmarks must be (478, 2), (468, 2) or (5, 2) pixels, got {lms.shape}")
+        box = np.concatenate([lms.min(0), lms.max(0)]) if box is None else np.asarray(box, np.float64)
+        h, w = image.shape[:2]
+        return self._face(image, _Raw(lms, box, float(score), detector), camera or self.camera or geo.Camera.pseudo(w, h))
+
     def _face(self, image: np.ndarray, raw: _Raw, cam: geo.Camera) -> Face:
         h, w = image.shape[:2]
         box = raw.box.copy()
@@ -251,7 +278,8 @@ class FaceAnalyzer:
             head = geo.head_pose(raw.landmarks, self.model5, cam)
             center = self._center5
         else:
-            head = geo.head_pose(raw.landmarks[list(geo.PNP_POINTS_478)], self._pnp478, cam)
+            pnp = [i for i in geo.PNP_POINTS_478 if i < len(raw.landmarks)]
+            head = geo.head_pose(raw.landmarks[pnp], self.model478[pnp], cam)
             center = self._center478
         crop, affine = square_crop(image, raw.box, self.margin, self.crop_size)
         crop_lms = raw.landmarks @ affine[:, :2].T + affine[:, 2]

@@ -6,7 +6,6 @@ The network is written to match the state-dict keys of the widely used `mobilene
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -124,13 +123,16 @@ class RetinaFaceNet(nn.Module):
 
 
 def priors(height: int, width: int) -> torch.Tensor:
+    """Anchor centres and sizes (normalised), in the network's output order."""
     out = []
     for step, sizes in zip(STEPS, MIN_SIZES):
         fh, fw = math.ceil(height / step), math.ceil(width / step)
-        for i, j in itertools.product(range(fh), range(fw)):
-            for s in sizes:
-                out.append(((j + 0.5) * step / width, (i + 0.5) * step / height, s / width, s / height))
-    return torch.tensor(out, dtype=torch.float32)
+        cy, cx = torch.meshgrid((torch.arange(fh) + 0.5) * step / height, (torch.arange(fw) + 0.5) * step / width,
+                                indexing="ij")
+        per = [torch.stack([cx, cy, torch.full_like(cx, s / width), torch.full_like(cx, s / height)], -1)
+               for s in sizes]
+        out.append(torch.stack(per, 2).reshape(-1, 4))
+    return torch.cat(out).float()
 
 
 @dataclass

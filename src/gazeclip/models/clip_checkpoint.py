@@ -27,10 +27,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
         sd = load_file(str(path))
     else:
-        try:  # OpenAI's releases are TorchScript archives
-            sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except (RuntimeError, ValueError):
+        try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception:  # OpenAI's releases are TorchScript archives, which torch.load refuses
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
     if isinstance(sd, dict) and "state_dict" in sd:
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

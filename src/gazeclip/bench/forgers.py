@@ -1,0 +1,351 @@
+"""Every generator of the benchmark behind one interface, `Forger.generate(n, seed)`, and a registry.
+
+Each item has its own seed derived from (seed, index), so an item never depends on how many others
+were made with it; landmark forgers draw fresh MobileStyleGAN source faces per item from seeds that
+no other item (and no training face of the here-trained forgers) uses.
+"""
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from .faceops import FaceLM, detect_face
+from .pretrained import to_uint8
+
+MSG_LICENCE = "weights derive from StyleGAN2/FFHQ: non-commercial research use only"
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (stable across runs, platforms and Python versions)."""
+    h = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "little") >> 1
+
+
+@dataclass(frozen=True)
+class ForgerInfo:
+    name: str
+    family: str         # gan, vae, diffusion, flow, identity-swap, manipulation, morph
+    forgery_type: str   # entire-synthesis, identity-swap, attribute-manipulation, gaze-manipulation
+    how: str            # one line: how the images are made
+    source: str         # package / checkpoint it comes from
+    licence: str
+    native_res: int
+    trained_here: bool = False
+
+
+@dataclass
+class Forged:
+    image: np.ndarray            # H x W x 3 uint8 RGB, any size; the builder crops and resizes
+    meta: dict = field(default_factory=dict)
+
+
+class Forger(ABC):
+    info: ForgerInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def generate(self, n: int, seed: int, progress: Callable[[int], None] | None = None) -> list[Forged]:
+        """n images; item i is made from derive_seed(seed, i) alone."""
+        out: list[Forged] = []
+        for i in range(n):
+            out.append(self.one(derive_seed(seed, i)))
+            if progress:
+                progress(1)
+        return out
+
+    def iter_generate(self, n: int, seed: int) -> Iterator[Forged]:
+        for i in range(n):
+            yield self.one(derive_seed(seed, i))
+
+    @abstractmethod
+    def one(self, item_seed: int) -> Forged: ...
+
+
+# ------------------------------------------------------------------ pretrained GANs
+
+
+class MobileStyleGANForger(Forger):
+    info = ForgerInfo("mobilestylegan", "gan", "entire-synthesis",
+                      "MobileStyleGAN distilled from StyleGAN2-FFHQ, OpenVINO IR, truncation 0.7",
+                      "random-face==2021.7.21.1", "code Apache-2.0; " + MSG_LICENCE, 1024)
+
+    def one(self, item_seed: int) -> Forged:
+        from .pretrained import MobileStyleGAN
+
+        return Forged(MobileStyleGAN.get()(item_seed), {"msg_seed": item_seed})
+
+
+class DCGANDigiFaceForger(Forger):
+    info = ForgerInfo("dcgan-digiface", "gan", "entire-synthesis",
+                      "PyTorch-tutorial DCGAN trained on DigiFace-1M (pretrained, as shipped)",
+                      "gan-face-generate==1.1.1", "MIT; DigiFace-1M research use only", 64)
+    _g = None
+
+    def one(self, item_seed: int) -> Forged:
+        from .pretrained import load_dcgan_digiface
+
+        if DCGANDigiFaceForger._g is None:
+            DCGANDigiFaceForger._g = load_dcgan_digiface()
+        z = torch.randn(1, 100, generator=torch.Generator().manual_seed(item_seed))
+        with torch.no_grad():
+            return Forged(to_uint8(DCGANDigiFaceForger._g(z))[0])
+
+
+# ------------------------------------------------------------------ trained here
+
+
+class TrainedForger(Forger):
+    """A generator trained by `gazeclip bench train-forgers`; loaded from its committed checkpoint."""
+
+    ckpt = ""
+    _cache: dict[str, object] = {}
+
+    def model(self):
+        if self.ckpt not in TrainedForger._cache:
+            TrainedForger._cache[self.ckpt] = self.load()
+        return TrainedForger._cache[self.ckpt]
+
+    @abstractmethod
+    def load(self): ...
+
+
+TRAINED_LICENCE = "MIT (trained here); training faces from MobileStyleGAN: " + MSG_LICENCE
+TRAINED_SOURCE = "gazeclip bench train-forgers (checkpoints/{}.safetensors)"
+
+
+class DCGANMSGForger(TrainedForger):
+    ckpt = "dcgan-msg"
+    info = ForgerInfo("dcgan-msg", "gan", "entire-synthesis",
+                      "DCGAN (transposed convs, BCE loss) trained here on 600 MobileStyleGAN faces, 64 px",
+                      TRAINED_SOURCE.format("dcgan-msg"), TRAINED_LICENCE, 64, True)
+
+    def load(self):
+        from . import nets
+        from .train import load_checkpoint
+
+        state, meta = load_checkpoint(self.ckpt)
+        g = nets.DCGANGenerator(nz=meta["arch"]["nz"], ngf=meta["arch"]["ngf"])
+        g.load_state_dict(state)
+        return g.eval()
+
+    def one(self, item_seed: int) -> Forged:
+        g = self.model()
+        z = torch.randn(1, g.nz, generator=torch.Generator().manual_seed(item_seed))
+        with torch.no_grad():
+            return Forged(to_uint8(g(z))[0])
+
+
+class SNGANMSGForger(TrainedForger):
+    ckpt = "sngan-msg"
+    info = ForgerInfo("sngan-msg", "gan", "entire-synthesis",
+                      "resize-conv generator + spectral-norm discriminator, hinge loss, trained here, 64 px",
+                      TRAINED_SOURCE.format("sngan-msg"), TRAINED_LICENCE, 64, True)
+
+    def load(self):
+        from . import nets
+        from .train import load_checkpoint
+
+        state, meta = load_checkpoint(self.ckpt)
+        g = nets.ResizeConvGenerator(nz=meta["arch"]["nz"], ch=meta["arch"]["ch"])
+        g.load_state_dict(state)
+        return g.eval()
+
+    def one(self, item_seed: int) -> Forged:
+        g = self.model()
+        z = torch.randn(1, g.nz, generator=torch.Generator().manual_seed(item_seed))
+        with torch.no_grad():
+            return Forged(to_uint8(g(z))[0])
+
+
+def _load_vae():
+    from . import nets
+    from .train import load_checkpoint
+
+    state, meta = load_checkpoint("vae-msg")
+    v = nets.ConvVAE(ch=meta["arch"]["ch"], zc=meta["arch"]["zc"])
+    v.load_state_dict(state)
+    return v.eval()
+
+
+class VAEMSGForger(TrainedForger):
+    ckpt = "vae-msg"
+    info = ForgerInfo("vae-msg", "vae", "entire-synthesis",
+                      "convolutional VAE (4x8x8 latent) trained here; decoder of prior samples, 64 px",
+                      TRAINED_SOURCE.format("vae-msg"), TRAINED_LICENCE, 64, True)
+
+    def load(self):
+        return _load_vae()
+
+    def one(self, item_seed: int) -> Forged:
+        v = self.model()
+        z = torch.randn(1, v.zc, 8, 8, generator=torch.Generator().manual_seed(item_seed))
+        with torch.no_grad():
+            return Forged(to_uint8(v.decode(z))[0])
+
+
+class LDMMSGForger(TrainedForger):
+    ckpt = "ldm-msg"
+    info = ForgerInfo("ldm-msg", "diffusion", "entire-synthesis",
+                      "latent DDPM (400 steps, conv ResNet denoiser) on the vae-msg latents, trained here",
+                      TRAINED_SOURCE.format("ldm-msg"), TRAINED_LICENCE, 64, True)
+
+    def load(self):
+        from . import nets
+        from .train import load_checkpoint
+
+        state, meta = load_checkpoint(self.ckpt)
+        a = meta["arch"]
+        m = nets.LatentDenoiser(zc=a["zc"], ch=a["ch"], nblocks=a["nblocks"])
+        m.load_state_dict({k[len("denoiser."):]: v for k, v in state.items() if k.startswith("denoiser.")})
+        return m.eval(), _load_vae(), state["latent_mean"], state["latent_std"], a["T"]
+
+    def one(self, item_seed: int) -> Forged:
+        from . import nets
+
+        m, v, mean, std, T = self.model()
+        z = nets.ddpm_sample(m, (1, 4, 8, 8), torch.Generator().manual_seed(item_seed), T=T)
+        with torch.no_grad():
+            return Forged(to_uint8(v.decode(z * std + mean))[0])
+
+
+class RealNVPMSGForger(TrainedForger):
+    ckpt = "realnvp-msg"
+    # design choice, not from the paper: sampling temperature 0.7 (standard for flows).
+    temperature = 0.7
+    info = ForgerInfo("realnvp-msg", "flow", "entire-synthesis",
+                      "RealNVP (8 affine couplings, actnorm, 48x8x8 after two squeezes) trained here, 32 px, T=0.7",
+                      TRAINED_SOURCE.format("realnvp-msg"), TRAINED_LICENCE, 32, True)
+
+    def load(self):
+        from . import nets
+        from .train import load_checkpoint
+
+        state, meta = load_checkpoint(self.ckpt)
+        a = meta["arch"]
+        m = nets.RealNVP(k=a["k"], hidden=a["hidden"], res=a["res"])
+        m.load_state_dict(state)
+        return m.eval()
+
+    def one(self, item_seed: int) -> Forged:
+        from . import nets
+
+        m = self.model()
+        z = torch.randn(1, 48, 8, 8, generator=torch.Generator().manual_seed(item_seed)) * self.temperature
+        with torch.no_grad():
+            x = nets.from_logit(m.reverse(z))
+        return Forged((x[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8))
+
+
+# ------------------------------------------------------------------ landmark forgers on MSG faces
+
+WORK_RES = 512  # landmark forgers operate on MobileStyleGAN faces downscaled to this size
+
+
+def source_face(seed: int) -> tuple[np.ndarray, FaceLM]:
+    """A MobileStyleGAN face (WORK_RES px) with landmarks; tries successive seeds until a face is found."""
+    from .pretrained import MobileStyleGAN
+
+    for k in range(20):
+        img = MobileStyleGAN.get()(derive_seed("source", seed, k))
+        img = cv2.resize(img, (WORK_RES, WORK_RES), interpolation=cv2.INTER_AREA)
+        lm = detect_face(img)
+        if lm is not None:
+            return img, lm
+    raise RuntimeError(f"no face found in 20 MobileStyleGAN samples for seed {seed}")
+
+
+class LandmarkForger(Forger):
+    def two_faces(self, item_seed: int):
+        a, la = source_face(derive_seed(item_seed, "a"))
+        b, lb = source_face(derive_seed(item_seed, "b"))
+        return a, la, b, lb
+
+
+class FaceSwapForger(LandmarkForger):
+    info = ForgerInfo("faceswap-poisson", "identity-swap", "identity-swap",
+                      "inner face of one MobileStyleGAN face, Delaunay-warped onto another's 478 landmarks, "
+                      "Poisson-blended (cv2.seamlessClone)", "gazeclip.bench.landmark_ops + MobileStyleGAN",
+                      "MIT (code); " + MSG_LICENCE, WORK_RES)
+
+    def one(self, item_seed: int) -> Forged:
+        from .landmark_ops import identity_swap
+
+        t, lt, s, ls = self.two_faces(item_seed)
+        return Forged(identity_swap(t, lt, s, ls))
+
+
+class GazeRedirectForger(LandmarkForger):
+    info = ForgerInfo("gaze-redirect", "manipulation", "gaze-manipulation",
+                      "both irises displaced inside the eye openings (smooth warp under a feathered eye mask)",
+                      "gazeclip.bench.landmark_ops + MobileStyleGAN", "MIT (code); " + MSG_LICENCE, WORK_RES)
+
+    def one(self, item_seed: int) -> Forged:
+        from .landmark_ops import gaze_redirect
+
+        img, lm = source_face(derive_seed(item_seed, "a"))
+        rng = np.random.default_rng(derive_seed(item_seed, "shift"))
+        # design choice, not from the paper: horizontal shift 0.12-0.22 eye widths, either side;
+        # vertical -0.08..0.08.
+        dx = float(rng.uniform(0.12, 0.22) * rng.choice([-1, 1]))
+        dy = float(rng.uniform(-0.08, 0.08))
+        return Forged(gaze_redirect(img, lm, dx, dy), {"dx": round(dx, 4), "dy": round(dy, 4)})
+
+
+class RegionTransplantForger(LandmarkForger):
+    info = ForgerInfo("region-transplant", "manipulation", "attribute-manipulation",
+                      "eyes or mouth of a donor face, similarity-aligned on their landmarks, Poisson-blended",
+                      "gazeclip.bench.landmark_ops + MobileStyleGAN", "MIT (code); " + MSG_LICENCE, WORK_RES)
+
+    def one(self, item_seed: int) -> Forged:
+        from .landmark_ops import region_transplant
+
+        t, lt, d, ld = self.two_faces(item_seed)
+        region = "eyes" if derive_seed(item_seed, "region") % 2 == 0 else "mouth"
+        return Forged(region_transplant(t, lt, d, ld, region), {"region": region})
+
+
+class MorphForger(LandmarkForger):
+    info = ForgerInfo("delaunay-morph", "morph", "entire-synthesis",
+                      "two MobileStyleGAN faces warped to interpolated landmarks (Delaunay) and cross-dissolved",
+                      "gazeclip.bench.landmark_ops + MobileStyleGAN", "MIT (code); " + MSG_LICENCE, WORK_RES)
+
+    def one(self, item_seed: int) -> Forged:
+        from .landmark_ops import morph
+
+        a, la, b, lb = self.two_faces(item_seed)
+        alpha = float(np.random.default_rng(derive_seed(item_seed, "alpha")).uniform(0.35, 0.65))
+        return Forged(morph(a, la, b, lb, alpha), {"alpha": round(alpha, 4)})
+
+
+# ------------------------------------------------------------------ registry
+
+REGISTRY: dict[str, type[Forger]] = {}
+
+
+def register(cls: type[Forger]) -> type[Forger]:
+    REGISTRY[cls.info.name] = cls
+    return cls
+
+
+for _cls in (MobileStyleGANForger, DCGANDigiFaceForger, DCGANMSGForger, SNGANMSGForger, VAEMSGForger,
+             LDMMSGForger, RealNVPMSGForger, FaceSwapForger, GazeRedirectForger, RegionTransplantForger,
+             MorphForger):
+    register(_cls)
+
+
+def list_forgers() -> list[str]:
+    return list(REGISTRY)
+
+
+def create_forger(name: str) -> Forger:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown generator {name!r}; known: {', '.join(REGISTRY)}")
+    return REGISTRY[name]()

@@ -1,0 +1,152 @@
+"""Evaluate a trained run on a dataset's test split: metrics.json, report.md, PNG plots and the
+per-item predictions (predictions.npz, reused by `compare`)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data.dataset import FaceDataset, SampleSet, manifest_samples, select_rows
+from ..data.feature_cache import FeatureCache
+from ..data.manifest import Protocol, load_protocol, read_manifest
+from ..models.interface import Taxonomy
+from . import utils as U
+from .config import TrainConfig
+from .metrics import HEADLINE, EvalData, compute_metrics
+from .modeling import (Predictions, gaze_dim_of, load_pretrained, preprocess_of, prefix_id, run_model,
+                       supports_prefix)
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: TrainConfig
+    taxonomy: Taxonomy
+    model: torch.nn.Module
+    device: torch.device
+    unknown_threshold: float | None
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def preprocess(self):
+        return preprocess_of(self.model)
+
+    @property
+    def gaze_dim(self) -> int | None:
+        return gaze_dim_of(self.model)
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
+    from .trainer import load_run_config, taxonomy_from_dict
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    tx_path = run_dir / "taxonomy.json"
+    if not (run_dir / "model").is_dir() or not tx_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/ or taxonomy.json); "
+                                "finish it with `gazeclip train --out RUN --resume`")
+    dev = U.resolve_device(device)
+    model = load_pretrained(run_dir / "model", cfg.model, cfg.clip).to(dev).eval()
+    cal = run_dir / "calibration.json"
+    thr = json.loads(cal.read_text())["unknown_threshold"] if cal.is_file() else None
+    return LoadedRun(run_dir, cfg, taxonomy_from_dict(json.loads(tx_path.read_text())), model, dev, thr)
+
+
+def test_set(run: LoadedRun, data_dir: str | Path, protocol: str | None = None,
+             progress: bool = False) -> tuple[SampleSet, Protocol, dict[str, str]]:
+    data_dir = Path(data_dir)
+    rows = read_manifest(data_dir)
+    proto = load_protocol(data_dir, protocol or run.cfg.protocol)
+    missing = [c for c in run.taxonomy.classes if c not in proto.train_classes]
+    if missing:
+        raise ValueError(f"{data_dir}/protocols.yaml: protocol {proto.name} does not see {missing}, which the run "
+                         f"was trained on; evaluate with the run's protocol ({run.cfg.protocol})")
+    test_rows = select_rows(rows, proto, "test")
+    if not test_rows:
+        raise ValueError(f"{data_dir}/manifest.csv: no test rows for protocol {proto.name}")
+    s = manifest_samples(test_rows, data_dir, run.cfg.faces, run.cfg.gaze_estimator, run.preprocess.size,
+                         run.gaze_dim, face_cache_dir=run.cfg.face_cache_dir, progress=progress)
+    return s, proto, {r.cls: r.family for r in rows}
+
+
+def predict_samples(run: LoadedRun, samples: SampleSet, data_dir: str | Path | None = None, use_cache: bool = True,
+                    batch_size: int = 32, progress: bool = False) -> Predictions:
+    cache = None
+    if use_cache and run.cfg.feature_cache and supports_prefix(run.model) and data_dir is not None:
+        cache = FeatureCache(run.cfg.cache_dir or Path(data_dir) / ".cache" / "features", prefix_id(run.model),
+                             run.cfg.cache_dtype)
+        pre = run.preprocess
+        cache.fill(samples.keys, lambda idx: pre(list(samples.crops[idx])).to(run.device),
+                   lambda x: run.model.encode_prefix(x).cpu(), batch_size=batch_size, progress=progress)
+    ds = FaceDataset(samples, run.taxonomy, run.preprocess, cache)
+    return run_model(run.model, ds, batch_size=batch_size, device=run.device, progress=progress, desc="evaluate")
+
+
+def eval_data(run: LoadedRun, samples: SampleSet, proto: Protocol, class_family: dict[str, str],
+              preds: Predictions) -> EvalData:
+    return EvalData(list(samples.classes), list(run.taxonomy.classes), list(run.taxonomy.families), class_family,
+                    list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding)
+
+
+def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = None, out: str | Path | None = None,
+             device: str = "auto", progress: bool = False, run: LoadedRun | None = None) -> dict:
+    run = run or load_run(run_dir, device)
+    out = Path(out) if out else run.run_dir / "eval"
+    samples, proto, class_family = test_set(run, data_dir, protocol, progress)
+    preds = predict_samples(run, samples, data_dir, progress=progress)
+    d = eval_data(run, samples, proto, class_family, preds)
+    m = compute_metrics(d)
+    m.pop("_cluster_assign", None)
+    m.update(run=str(run.run_dir), model=run.cfg.model, backbone=run.cfg.backbone, protocol=proto.name,
+             data=str(Path(data_dir).resolve()), unseen=list(proto.unseen))
+    out.mkdir(parents=True, exist_ok=True)
+    U.atomic_write_json(out / "metrics.json", _finite(m))
+    preds.save(out / "predictions.npz", classes=np.array(samples.classes), paths=np.array(samples.paths))
+    from ..viz.plots import confusion_png, roc_png
+
+    confusion_png(np.array(m["confusion_matrix"]), list(run.taxonomy.classes), out / "confusion.png")
+    cls = np.array(samples.classes)
+    y = (cls != "real").astype(int)
+    um = (cls == "real") | np.isin(cls, proto.unseen)
+    roc_png({"all": (y, preds.p_fake), "unseen only": (y[um], preds.p_fake[um])}, out / "roc.png")
+    U.atomic_write_text(out / "report.md", report_md(m, run))
+    return m
+
+
+def _finite(m: dict) -> dict:
+    """JSON has no NaN: undefined metrics (e.g. no unseen items) become null."""
+    def f(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: f(x) for k, x in v.items()}
+        return v
+    return {k: f(v) for k, v in m.items()}
+
+
+def fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.1f}"
+
+
+def report_md(m: dict, run: LoadedRun) -> str:
+    lines = [f"# Evaluation of `{run.run_dir.name}`", "",
+             f"model `{m['model']}`, backbone `{m['backbone']}`, protocol {m['protocol']}, data `{m['data']}`", "",
+             f"test items: {m['n_test']} (seen classes {m['n_seen']}, unseen generators {m['n_unseen']}, "
+             f"real {m['n_real']}); unseen generators: {', '.join(m['unseen']) or 'none'}", "",
+             "| metric | % |", "| --- | ---: |"]
+    lines += [f"| {k} | {fmt(m.get(k))} |" for k in HEADLINE]
+    lines += [f"| {k} | {fmt(m.get(k))} |" for k in ("detection_acc_unseen", "detection_eer_unseen",
+                                                      "detection_ap_unseen")]
+    lines += ["", "## Per-class attribution accuracy (seen classes)", "", "| class | % |", "| --- | ---: |"]
+    lines += [f"| {c} | {fmt(v)} |" for c, v in m["per_class_acc"].items()]
+    lines += ["", "![confusion](confusion.png) ![roc](roc.png)", "",
+              "Metric definitions: docs/engine.md. Model selection used the validation split only.", ""]
+    return "\n".join(lines)

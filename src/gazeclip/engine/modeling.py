@@ -1,0 +1,170 @@
+"""The engine's view of models: create one for a run, load a trained run, and run it over data.
+
+Models come from the registry (`gazeclip.models.create_model`). The name `toy` gives the engine's
+own tiny test model (gazeclip.engine.toy), so engine tests do not depend on the real models.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.interface import Taxonomy
+from .config import TrainConfig
+
+
+def create_model(cfg: TrainConfig, taxonomy: Taxonomy) -> nn.Module:
+    if cfg.model == "toy":
+        from .toy import ToyModel
+
+        return ToyModel(taxonomy, backbone=cfg.backbone, **cfg.model_overrides)
+    try:
+        from ..models import create_model as registry_create
+    except ImportError as e:
+        raise RuntimeError(f"gazeclip.models has no create_model yet ({e}); only --model toy works") from e
+    kw = dict(cfg.model_overrides)
+    if cfg.clip:
+        kw["clip"] = cfg.clip
+    return registry_create(cfg.model, backbone=cfg.backbone, taxonomy=taxonomy, **kw)
+
+
+def load_pretrained(model_dir: str | Path, model_name: str, clip: str | None = None) -> nn.Module:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: no trained model; train first with `gazeclip train --out RUN`")
+    if model_name == "toy":
+        from .toy import ToyModel
+
+        return ToyModel.from_pretrained(model_dir)
+    from ..models import from_pretrained
+
+    return from_pretrained(model_dir, clip=clip)
+
+
+def trainable_names(model: nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    names = trainable_names(model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def gaze_dim_of(model: nn.Module) -> int | None:
+    for attr in ("gaze_feature_dim", "gaze_dim"):
+        v = getattr(model, attr, None)
+        if isinstance(v, int):
+            return v
+    cfg = getattr(model, "config", None)
+    for attr in ("gaze_feature_dim", "gaze_dim"):
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int):
+            return v
+    return None
+
+
+def image_tower_of(model: nn.Module) -> nn.Module:
+    gie = getattr(model, "gie", None)
+    if gie is not None:
+        return gie.tower
+    return model.image_tower
+
+
+def preprocess_of(model: nn.Module):
+    """The model's CLIP preprocessing: its backbone's, else CLIP's at the image tower's input size."""
+    from ..models.backbones import ImagePreprocess
+
+    for owner in (model, getattr(model, "backbone", None)):
+        pre = getattr(owner, "preprocess", None)
+        if isinstance(pre, ImagePreprocess):
+            return pre
+
+    return ImagePreprocess(int(image_tower_of(model).config.image_size))
+
+
+def supports_prefix(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "prefix_layer", None), int) and hasattr(model, "encode_prefix")
+
+
+def prefix_id(model: nn.Module) -> str:
+    """Names the frozen prefix: same id <=> same hidden states for the same pixels."""
+    import hashlib
+
+    name = getattr(model, "backbone_name", None) or getattr(getattr(model, "backbone", None), "name", "unknown")
+    # a user checkpoint (clip-b16 / clip-l14) is identified by its frozen weights, not its name
+    tower = image_tower_of(model)
+    probe = tower.vision_model.embeddings.patch_embedding.weight.detach().float().cpu().numpy().tobytes()[:65536]
+    digest = hashlib.sha256(probe).hexdigest()[:12]
+    return f"{name}-{digest}-L{model.prefix_layer}-S{preprocess_of(model).size}"
+
+
+@dataclass
+class Predictions:
+    """Per-item model outputs over a SampleSet, as numpy arrays (saved as predictions.npz)."""
+
+    attribution_logits: np.ndarray
+    family_logits: np.ndarray
+    p_fake: np.ndarray
+    embedding: np.ndarray
+
+    def save(self, path: Path, **extra) -> None:
+        import io
+
+        from .utils import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, attribution_logits=self.attribution_logits, family_logits=self.family_logits,
+                            p_fake=self.p_fake, embedding=self.embedding, **extra)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> tuple["Predictions", dict]:
+        z = np.load(path, allow_pickle=False)
+        p = cls(z["attribution_logits"], z["family_logits"], z["p_fake"], z["embedding"])
+        extra = {k: z[k] for k in z.files if k not in ("attribution_logits", "family_logits", "p_fake", "embedding")}
+        return p, extra
+
+
+def fill_pending(model: nn.Module, batch, pending) -> None:
+    if pending is not None:
+        with torch.no_grad():
+            states = model.encode_prefix(pending.pixels.to(batch.prefix_states.device))
+        batch.prefix_states[pending.rows] = states.to(batch.prefix_states.dtype)
+
+
+@torch.no_grad()
+def run_model(model: nn.Module, dataset, batch_size: int = 32, device: torch.device | str = "cpu",
+              with_loss: bool = False, progress: bool = False, desc: str = "predict"):
+    """Model outputs over a FaceDataset, in order. Returns Predictions (and the mean loss)."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from ..data.dataset import collate
+
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    outs = {k: [] for k in ("attribution_logits", "family_logits", "p_fake", "embedding")}
+    loss_sum, n = 0.0, 0
+    for batch, pending, _ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batch = batch.to(device)
+        fill_pending(model, batch, pending)
+        out = model(batch)
+        for k in outs:
+            outs[k].append(getattr(out, k).float().cpu())
+        if with_loss:
+            loss_sum += float(model.losses(out, batch)["total"]) * len(batch)
+            n += len(batch)
+    model.train(was_training)
+    if not outs["p_fake"]:
+        raise ValueError("no items to run the model on")
+    preds = Predictions(**{k: torch.cat(v).numpy() for k, v in outs.items()})
+    return (preds, loss_sum / max(n, 1)) if with_loss else preds
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

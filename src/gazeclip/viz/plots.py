@@ -1,0 +1,88 @@
+"""Matplotlib figures for reports: confusion matrix, ROC curves, robustness curves.
+Headless (Agg); every figure is written atomically."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_fig(fig, path: str | Path, dpi: int = 120) -> None:
+    from ..engine.utils import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def confusion_png(cm: np.ndarray, labels: list[str], path: str | Path, title: str = "Attribution (seen classes)"):
+    plt = _plt()
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    save_fig(fig, path)
+
+
+def roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "Detection ROC"):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for name, (y, s) in curves.items():
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    save_fig(fig, path)
+
+
+def robustness_png(results: dict, path: str | Path) -> None:
+    """results[run][perturbation] = list of {severity, attribution_acc_seen, detection_auc}."""
+    plt = _plt()
+    perts = list(next(iter(results.values())).keys())
+    fig, axes = plt.subplots(2, len(perts), figsize=(3.0 * len(perts), 5.2), squeeze=False)
+    for j, p in enumerate(perts):
+        for run, per in results.items():
+            pts = per[p]
+            sev = [q["severity"] for q in pts]
+            axes[0, j].plot(sev, [q["attribution_acc_seen"] for q in pts], marker="o", label=run)
+            axes[1, j].plot(sev, [q["detection_auc"] for q in pts], marker="o", label=run)
+        axes[0, j].set_title(p)
+        axes[1, j].set_xlabel("severity (0 = clean)")
+        for i in range(2):
+            axes[i, j].set_ylim(0, 1.02)
+            axes[i, j].grid(alpha=0.3)
+    axes[0, 0].set_ylabel("attribution ACC (seen)")
+    axes[1, 0].set_ylabel("detection AUC")
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    save_fig(fig, path)
