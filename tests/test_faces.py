@@ -106,7 +106,7 @@ def _check_face(f, image):
     h, w = image.shape[:2]
     x0, y0, x1, y1 = f.box
     assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
-    lm = f.landmarks
+    lm = np.clip(f.landmarks, 0, [w, h])  # a face cut by the frame has landmarks outside the image
     tol = 0.02 * max(x1 - x0, y1 - y0)
     assert ((lm[:, 0] >= x0 - tol) & (lm[:, 0] <= x1 + tol) & (lm[:, 1] >= y0 - tol) & (lm[:, 1] <= y1 + tol)).all()
     assert f.clip_crop.shape == (224, 224, 3) and f.clip_crop.dtype == np.uint8
@@ -139,15 +139,23 @@ def test_tiny_and_huge_images(analyzer, photos):
     assert analyzer.detect(photos["photo-astronaut"][:8, :8].copy()) == []
     import cv2
 
-    small = photos["photo-grace-hopper"]  # 600 x 512
-    huge = cv2.resize(small, (4000, 3000), interpolation=cv2.INTER_LINEAR)  # 4000 x 3000, stretched
+    small = photos["photo-grace-hopper"]  # 600 high x 512 wide
+    s = 4000 / small.shape[1]  # uniform upscale to 4000 wide, then the middle 3000 rows
+    big = cv2.resize(small, (4000, round(small.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
+    top = (big.shape[0] - 3000) // 2
+    huge = np.ascontiguousarray(big[top:top + 3000])
+    assert huge.shape == (3000, 4000, 3)
     ref = analyzer.detect(small)[0]
     faces = analyzer.detect(huge)
     assert len(faces) == 1
-    sx, sy = 4000 / small.shape[1], 3000 / small.shape[0]
-    expected = np.array(ref.box) * [sx, sy, sx, sy]
-    assert np.abs(np.array(faces[0].box) - expected).max() < 0.06 * (expected[2] - expected[0])
+    expected = np.array(ref.box) * s - [0, top, 0, top]
+    assert np.abs(np.array(faces[0].box) - expected).max() < 0.05 * (expected[2] - expected[0])
     _check_face(faces[0], huge)
+    # the gaze is the same: the large face is area-downscaled, not aliased, into the 224 px crops
+    from gazeclip.gaze import create_estimator
+
+    ga, gb = create_estimator().estimate([ref, faces[0]])
+    assert abs(np.degrees(ga.pitch - gb.pitch)) < 4 and abs(np.degrees(ga.yaw - gb.yaw)) < 4
 
 
 @pytest.mark.real
@@ -217,3 +225,21 @@ def test_region_boxes_478(analyzer, photos):
 def test_analyzer_rejects_wrong_array(analyzer):
     with pytest.raises(ValueError, match="uint8 RGB"):
         analyzer.detect(np.zeros((64, 64, 3), np.float32))
+
+
+@pytest.mark.real
+def test_small_faces_found_by_retinaface_fallback(analyzer, photos):
+    """Two small faces on a large canvas: MediaPipe's short-range detector misses them, RetinaFace
+    finds them and the landmarker, re-run on each crop, gives 478 points."""
+    import cv2
+
+    canvas = np.full((1200, 1600, 3), 128, np.uint8)
+    canvas[100:270, 100:234] = cv2.resize(photos["photo-trump-fak"], (134, 170))
+    canvas[700:1000, 1200:1456] = cv2.resize(photos["photo-grace-hopper"], (256, 300))
+    faces = analyzer.detect(canvas)
+    assert len(faces) == 2
+    assert all(f.detector.startswith("retinaface") for f in faces)
+    big, small = faces  # largest first
+    assert 1200 < (big.box[0] + big.box[2]) / 2 < 1456 and 100 < (small.box[0] + small.box[2]) / 2 < 234
+    for f in faces:
+        _check_face(f, canvas)

@@ -28,7 +28,7 @@ class Face:
     box: tuple[float, float, float, float]   # x0, y0, x1, y1 in the original image
     score: float
     landmarks: np.ndarray                     # (K, 2) pixels in the original image; K=478 (MediaPipe) or 5
-    detector: str                             # "mediapipe" or "retinaface"
+    detector: str                             # "mediapipe", "retinaface" (5 points), "retinaface+mediapipe", "external"
     head: HeadPose | None
     clip_crop: np.ndarray                     # (S, S, 3) uint8 RGB square crop for the CLIP tower
     crop_landmarks: np.ndarray                # (K, 2) landmarks in clip_crop pixel coordinates

@@ -1,8 +1,5 @@
-"""Face landmarks and the one canonical face crop every benchmark image goes through.
-
-Uses `gazeclip.faces.FaceAnalyzer` when that module provides it; otherwise MediaPipe's
-FaceLandmarker (Tasks API) directly, from the pinned `face-landmarker` asset.
-"""
+"""Face landmarks (MediaPipe FaceLandmarker, Tasks API, the pinned `face-landmarker` asset) and the
+one canonical face crop every benchmark image goes through."""
 from __future__ import annotations
 
 import threading
@@ -77,33 +74,14 @@ class Landmarker:
 
 
 def detect_face(rgb: np.ndarray) -> FaceLM | None:
-    """Landmarks of the main face, via `gazeclip.faces` when available, else MediaPipe here."""
-    try:  # the faces module owned by another part of the project
-        from gazeclip.faces import FaceAnalyzer  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - not written yet, or failing: fall back
-        FaceAnalyzer = None
-    if FaceAnalyzer is not None:
-        try:
-            faces = _analyzer().detect(rgb)
-            if faces:
-                f = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-                return FaceLM(np.asarray(f.landmarks, dtype=np.float64)[:, :2])
-            return None
-        except Exception:  # noqa: BLE001
-            pass
+    """Landmarks of the main face (MediaPipe FaceLandmarker, 478 points), or None.
+
+    design choice, not from the paper: the builder runs the landmarker itself rather than
+    `gazeclip.faces.FaceAnalyzer` (same MediaPipe model), so the canonical crop, and with it every
+    benchmark sha256, does not move when the faces module changes its fallbacks; the tests check
+    the built images with `gazeclip.faces.FaceAnalyzer`.
+    """
     return Landmarker.get().detect(rgb)
-
-
-_ANALYZER = None
-
-
-def _analyzer():
-    global _ANALYZER
-    if _ANALYZER is None:
-        from gazeclip.faces import FaceAnalyzer  # type: ignore[attr-defined]
-
-        _ANALYZER = FaceAnalyzer()
-    return _ANALYZER
 
 
 def crop_box(face: FaceLM, scale: float = CROP_SCALE) -> tuple[float, float, float]:

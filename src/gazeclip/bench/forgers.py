@@ -170,15 +170,17 @@ def _load_vae():
     from .train import load_checkpoint
 
     state, meta = load_checkpoint("vae-msg")
-    v = nets.ConvVAE(ch=meta["arch"]["ch"], zc=meta["arch"]["zc"])
+    v = nets.VecVAE(ch=meta["arch"]["ch"], zdim=meta["arch"]["zdim"])
     v.load_state_dict(state)
     return v.eval()
 
 
 class VAEMSGForger(TrainedForger):
     ckpt = "vae-msg"
+    # design choice, not from the paper: prior sampling temperature 0.8 (common for VAEs).
+    temperature = 0.8
     info = ForgerInfo("vae-msg", "vae", "entire-synthesis",
-                      "convolutional VAE (4x8x8 latent) trained here; decoder of prior samples, 64 px",
+                      "convolutional VAE (64-d latent) trained here; decoder of prior samples at temperature 0.8, 64 px",
                       TRAINED_SOURCE.format("vae-msg"), TRAINED_LICENCE, 64, True)
 
     def load(self):
@@ -186,15 +188,18 @@ class VAEMSGForger(TrainedForger):
 
     def one(self, item_seed: int) -> Forged:
         v = self.model()
-        z = torch.randn(1, v.zc, 8, 8, generator=torch.Generator().manual_seed(item_seed))
+        z = torch.randn(1, v.zdim, generator=torch.Generator().manual_seed(item_seed)) * self.temperature
         with torch.no_grad():
             return Forged(to_uint8(v.decode(z))[0])
 
 
 class LDMMSGForger(TrainedForger):
     ckpt = "ldm-msg"
+    # design choice, not from the paper: 50 deterministic DDIM steps at sampling time.
+    sample_steps = 50
     info = ForgerInfo("ldm-msg", "diffusion", "entire-synthesis",
-                      "latent DDPM (400 steps, conv ResNet denoiser) on the vae-msg latents, trained here",
+                      "latent diffusion: DDPM-trained residual-MLP denoiser (T=400) on the vae-msg 64-d "
+                      "latents, 50-step DDIM sampling, decoded by vae-msg, trained here",
                       TRAINED_SOURCE.format("ldm-msg"), TRAINED_LICENCE, 64, True)
 
     def load(self):
@@ -203,7 +208,7 @@ class LDMMSGForger(TrainedForger):
 
         state, meta = load_checkpoint(self.ckpt)
         a = meta["arch"]
-        m = nets.LatentDenoiser(zc=a["zc"], ch=a["ch"], nblocks=a["nblocks"])
+        m = nets.MLPDenoiser(zdim=a["zdim"], width=a["width"], nblocks=a["nblocks"])
         m.load_state_dict({k[len("denoiser."):]: v for k, v in state.items() if k.startswith("denoiser.")})
         return m.eval(), _load_vae(), state["latent_mean"], state["latent_std"], a["T"]
 
@@ -211,7 +216,8 @@ class LDMMSGForger(TrainedForger):
         from . import nets
 
         m, v, mean, std, T = self.model()
-        z = nets.ddpm_sample(m, (1, 4, 8, 8), torch.Generator().manual_seed(item_seed), T=T)
+        noise = torch.randn(1, m.inp.in_features, generator=torch.Generator().manual_seed(item_seed))
+        z = nets.ddim_sample(m, noise, T=T, steps=self.sample_steps)
         with torch.no_grad():
             return Forged(to_uint8(v.decode(z * std + mean))[0])
 
@@ -221,7 +227,7 @@ class RealNVPMSGForger(TrainedForger):
     # design choice, not from the paper: sampling temperature 0.7 (standard for flows).
     temperature = 0.7
     info = ForgerInfo("realnvp-msg", "flow", "entire-synthesis",
-                      "RealNVP (8 affine couplings, actnorm, 48x8x8 after two squeezes) trained here, 32 px, T=0.7",
+                      "RealNVP (per-pixel actnorm, 8 affine couplings on 48x8x8 after two squeezes) trained here, 32 px, T=0.7",
                       TRAINED_SOURCE.format("realnvp-msg"), TRAINED_LICENCE, 32, True)
 
     def load(self):
@@ -230,7 +236,7 @@ class RealNVPMSGForger(TrainedForger):
 
         state, meta = load_checkpoint(self.ckpt)
         a = meta["arch"]
-        m = nets.RealNVP(k=a["k"], hidden=a["hidden"], res=a["res"])
+        m = (nets.PixRealNVP if a.get("pixnorm") else nets.RealNVP)(k=a["k"], hidden=a["hidden"], res=a["res"])
         m.load_state_dict(state)
         return m.eval()
 
@@ -246,7 +252,7 @@ class RealNVPMSGForger(TrainedForger):
 
 # ------------------------------------------------------------------ landmark forgers on MSG faces
 
-WORK_RES = 512  # landmark forgers operate on MobileStyleGAN faces downscaled to this size
+WORK_RES = 256  # landmark forgers operate on MobileStyleGAN faces downscaled to this size
 
 
 def source_face(seed: int) -> tuple[np.ndarray, FaceLM]:

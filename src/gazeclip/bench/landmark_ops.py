@@ -116,8 +116,8 @@ def gaze_redirect(img: np.ndarray, lm: FaceLM, dx: float, dy: float) -> np.ndarr
         shift = np.array([dx * width, dy * width], np.float32)
         sigma = 1.3 * r
         g = np.exp(-(((xs - c[0] - shift[0]) ** 2 + (ys - c[1] - shift[1]) ** 2) / (2 * sigma ** 2)))
-        map_x = xs - shift[0] * g
-        map_y = ys - shift[1] * g
+        map_x = (xs - shift[0] * g).astype(np.float32)
+        map_y = (ys - shift[1] * g).astype(np.float32)
         moved = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         ec = e.mean(0)
         mask = _hull_mask(ec + (e - ec) * np.array([1.0, 1.1]), (h, w)).astype(np.float32) / 255

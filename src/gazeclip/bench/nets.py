@@ -65,15 +65,13 @@ class ResizeConvGenerator(nn.Module):
 
 
 class SNDiscriminator(nn.Module):
-    """Spectral-norm conv discriminator (stride-2 4x4 convs with a 3x3 conv at each lower scale)."""
+    """Spectral-norm discriminator: four stride-2 4x4 convs (no batch norm), linear head."""
 
     def __init__(self, ch: int = 32) -> None:
         super().__init__()
-        layers = [SN(nn.Conv2d(3, ch, 4, 2, 1)), nn.LeakyReLU(0.1, True)]          # 32
-        c = ch
-        for b in (ch * 2, ch * 4, ch * 8):                                          # 16, 8, 4
-            layers += [SN(nn.Conv2d(c, b, 3, 1, 1)), nn.LeakyReLU(0.1, True),
-                       SN(nn.Conv2d(b, b, 4, 2, 1)), nn.LeakyReLU(0.1, True)]
+        layers, c = [], 3
+        for b in (ch, ch * 2, ch * 4, ch * 8):                                      # 32, 16, 8, 4
+            layers += [SN(nn.Conv2d(c, b, 4, 2, 1)), nn.LeakyReLU(0.1, True)]
             c = b
         self.main = nn.Sequential(*layers)
         self.fc = SN(nn.Linear(c * 16, 1))
@@ -275,3 +273,109 @@ def to_logit(x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def from_logit(y: torch.Tensor) -> torch.Tensor:
     return ((torch.sigmoid(y) - LOGIT_ALPHA) / (1 - 2 * LOGIT_ALPHA)).clamp(0, 1)
+
+
+@torch.no_grad()
+def ddim_sample(model: LatentDenoiser, z: torch.Tensor, T: int = 400, steps: int = 50) -> torch.Tensor:
+    """Deterministic DDIM (eta=0) from the initial noise z, `steps` evenly spaced timesteps."""
+    abar = ddpm_schedule(T)["abar"]
+    ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
+    x = z
+    for i, t in enumerate(ts):
+        eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long))
+        ab = abar[t]
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        ab_prev = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
+        x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+    return x
+
+
+# ---------------------------------------------------------------- VAE with a vector latent + MLP denoiser
+
+
+class VecVAE(nn.Module):
+    """64x64x3 <-> zdim vector latent (Gaussian posterior, N(0, I) prior): conv encoder, FC
+    bottleneck, transposed-conv decoder. A vector latent makes prior samples look like faces
+    after a few hundred steps, which a spatial latent does not."""
+
+    def __init__(self, ch: int = 48, zdim: int = 64) -> None:
+        super().__init__()
+        self.zdim, self.ch = zdim, ch
+        self.enc = nn.Sequential(
+            nn.Conv2d(3, ch, 4, 2, 1), nn.SiLU(),            # 32
+            nn.Conv2d(ch, ch * 2, 4, 2, 1), nn.SiLU(),       # 16
+            nn.Conv2d(ch * 2, ch * 2, 4, 2, 1), nn.SiLU(),   # 8
+        )
+        self.fc_enc = nn.Linear(ch * 2 * 64, 2 * zdim)
+        self.fc_dec = nn.Linear(zdim, ch * 2 * 64)
+        self.dec = nn.Sequential(
+            nn.SiLU(),
+            nn.ConvTranspose2d(ch * 2, ch * 2, 4, 2, 1), nn.SiLU(),   # 16
+            nn.ConvTranspose2d(ch * 2, ch, 4, 2, 1), nn.SiLU(),       # 32
+            nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.SiLU(),           # 64
+            nn.Conv2d(ch, 3, 3, 1, 1),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.fc_enc(self.enc(x).flatten(1)).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dec(self.fc_dec(z).view(-1, self.ch * 2, 8, 8)))
+
+
+class MLPDenoiser(nn.Module):
+    """Noise prediction for a vector latent: residual MLP with a sinusoidal time embedding."""
+
+    def __init__(self, zdim: int = 64, width: int = 256, nblocks: int = 3) -> None:
+        super().__init__()
+        self.width = width
+        self.temb = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.inp = nn.Linear(zdim, width)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, width),
+                                                   nn.SiLU(), nn.Linear(width, width)) for _ in range(nblocks)])
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, zdim))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        e = self.temb(timestep_embedding(t, self.width))
+        h = self.inp(x)
+        for blk in self.blocks:
+            h = h + blk(h + e)
+        return self.out(h)
+
+
+class PixelNorm(nn.Module):
+    """Per-pixel affine (an ActNorm with one scale and shift per pixel and channel), initialised
+    from the training data's per-pixel mean and std in logit space."""
+
+    def __init__(self, c: int = 3, res: int = 32) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(1, c, res, res))
+        self.logs = nn.Parameter(torch.zeros(1, c, res, res))
+
+    @torch.no_grad()
+    def init_from(self, y: torch.Tensor) -> None:
+        self.loc.copy_(-y.mean(0, keepdim=True))
+        self.logs.copy_(-torch.log(y.std(0, keepdim=True) + 1e-3))
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (y + self.loc) * self.logs.exp(), self.logs.sum().expand(y.shape[0])
+
+    def reverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z * (-self.logs).exp() - self.loc
+
+
+class PixRealNVP(RealNVP):
+    """RealNVP preceded by a per-pixel ActNorm (PixelNorm)."""
+
+    def __init__(self, k: int = 8, hidden: int = 96, res: int = 32) -> None:
+        super().__init__(k, hidden, res)
+        self.pix = PixelNorm(3, res)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, ld0 = self.pix(x)
+        z, ld = super().forward(y)
+        return z, ld + ld0
+
+    def reverse(self, z: torch.Tensor) -> torch.Tensor:
+        return self.pix.reverse(super().reverse(z))

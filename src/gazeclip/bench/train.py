@@ -35,11 +35,11 @@ class TrainSpec:
 
 # design choice, not from the paper: step counts sized for ~3-5 CPU minutes each on 2 cores.
 SPECS: dict[str, TrainSpec] = {
-    "dcgan-msg": TrainSpec("dcgan-msg", steps=2000, seed=101),
-    "sngan-msg": TrainSpec("sngan-msg", steps=2000, seed=102),
-    "vae-msg": TrainSpec("vae-msg", steps=2500, seed=103, lr=1e-3),
-    "ldm-msg": TrainSpec("ldm-msg", steps=4000, seed=104, lr=5e-4),
-    "realnvp-msg": TrainSpec("realnvp-msg", steps=3000, seed=105, lr=1e-3),
+    "dcgan-msg": TrainSpec("dcgan-msg", steps=2000, batch=32, seed=101),
+    "sngan-msg": TrainSpec("sngan-msg", steps=2000, batch=32, seed=102),
+    "vae-msg": TrainSpec("vae-msg", steps=2500, batch=32, seed=103, lr=1e-3),
+    "ldm-msg": TrainSpec("ldm-msg", steps=4000, batch=64, seed=104, lr=5e-4),
+    "realnvp-msg": TrainSpec("realnvp-msg", steps=3000, batch=32, seed=105, lr=1e-3),
 }
 # the latent diffusion model needs the VAE first
 ORDER = ["dcgan-msg", "sngan-msg", "vae-msg", "ldm-msg", "realnvp-msg"]
@@ -102,7 +102,7 @@ def _bar(spec: TrainSpec):
 
 
 def train_dcgan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
-    G, D = nets.DCGANGenerator(nz=100, ngf=48), nets.DCGANDiscriminator(ndf=32)
+    G, D = nets.DCGANGenerator(nz=100, ngf=40), nets.DCGANDiscriminator(ndf=32)
     G.apply(nets.dcgan_init)
     D.apply(nets.dcgan_init)
     og = torch.optim.Adam(G.parameters(), spec.lr, betas=(0.5, 0.999))
@@ -122,13 +122,14 @@ def train_dcgan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) 
         og.zero_grad()
         lg.backward()
         og.step()
-    return {"state": G.state_dict(), "arch": {"nz": 100, "ngf": 48}, "final_loss": [float(ld.detach()), float(lg.detach())]}
+    return {"state": G.state_dict(), "arch": {"nz": 100, "ngf": 40}, "final_loss": [float(ld.detach()), float(lg.detach())]}
 
 
 def train_sngan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
-    G, D = nets.ResizeConvGenerator(nz=128, ch=192), nets.SNDiscriminator(ch=32)
-    og = torch.optim.Adam(G.parameters(), spec.lr, betas=(0.0, 0.9))
-    od = torch.optim.Adam(D.parameters(), spec.lr, betas=(0.0, 0.9))
+    G, D = nets.ResizeConvGenerator(nz=128, ch=128), nets.SNDiscriminator(ch=32)
+    # design choice, not from the paper: two-time-scale rule, D at 2x and G at 0.5x the base rate
+    og = torch.optim.Adam(G.parameters(), spec.lr / 2, betas=(0.0, 0.9))
+    od = torch.optim.Adam(D.parameters(), spec.lr * 2, betas=(0.0, 0.9))
     it = _batches(data, spec, gen)
     for _ in _bar(spec):
         x = next(it)
@@ -141,11 +142,11 @@ def train_sngan(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) 
         og.zero_grad()
         lg.backward()
         og.step()
-    return {"state": G.state_dict(), "arch": {"nz": 128, "ch": 192}, "final_loss": [float(ld.detach()), float(lg.detach())]}
+    return {"state": G.state_dict(), "arch": {"nz": 128, "ch": 128}, "final_loss": [float(ld.detach()), float(lg.detach())]}
 
 
 def train_vae(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
-    V = nets.ConvVAE(ch=64, zc=4)
+    V = nets.VecVAE(ch=48, zdim=64)
     opt = torch.optim.Adam(V.parameters(), spec.lr)
     it = _batches(data, spec, gen)
     beta = 1.0
@@ -154,28 +155,30 @@ def train_vae(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) ->
         mu, logvar = V.encode(x)
         z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)
         rec = V.decode(z)
-        # Gaussian likelihood with sigma = 0.1 in [-1, 1] units, summed per image
-        lrec = ((rec - x) ** 2).flatten(1).sum(1).mean() / (2 * 0.1 ** 2)
+        # Gaussian likelihood with sigma = 0.5 in [-1, 1] units, summed per image (design choice,
+        # not from the paper: a sharper likelihood lets the posterior drift from the prior, and
+        # prior samples stop looking like faces)
+        lrec = ((rec - x) ** 2).flatten(1).sum(1).mean() / (2 * 0.5 ** 2)
         kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1).mean()
         loss = lrec + beta * kl
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return {"state": V.state_dict(), "arch": {"ch": 64, "zc": 4}, "final_loss": [float(lrec.detach()), float(kl.detach())]}
+    return {"state": V.state_dict(), "arch": {"ch": 48, "zdim": 64}, "final_loss": [float(lrec.detach()), float(kl.detach())]}
 
 
 def train_ldm(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, root: Path | None = None, **_) -> dict:
-    vstate, _ = load_checkpoint("vae-msg", root)
-    V = nets.ConvVAE(ch=64, zc=4)
+    vstate, vmeta = load_checkpoint("vae-msg", root)
+    V = nets.VecVAE(ch=vmeta["arch"]["ch"], zdim=vmeta["arch"]["zdim"])
     V.load_state_dict(vstate)
     V.eval()
     with torch.no_grad():  # latents of the training faces and their mirror images
         lat = torch.cat([V.encode(data[i:i + 128])[0] for i in range(0, len(data), 128)] +
                         [V.encode(data[i:i + 128].flip(3))[0] for i in range(0, len(data), 128)])
-    mean = lat.mean((0, 2, 3), keepdim=True)
-    std = lat.std((0, 2, 3), keepdim=True)
+    mean = lat.mean(0, keepdim=True)
+    std = lat.std(0, keepdim=True)
     lat = (lat - mean) / std
-    M = nets.LatentDenoiser(zc=4, ch=128, nblocks=4)
+    M = nets.MLPDenoiser(zdim=lat.shape[1], width=256, nblocks=3)
     opt = torch.optim.Adam(M.parameters(), spec.lr)
     sched = nets.ddpm_schedule()
     T = len(sched["abar"])
@@ -184,20 +187,23 @@ def train_ldm(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, root: P
         z0 = lat[idx]
         t = torch.randint(0, T, (spec.batch,), generator=gen)
         eps = torch.randn(z0.shape, generator=gen)
-        ab = sched["abar"][t][:, None, None, None]
+        ab = sched["abar"][t][:, None]
         loss = F.mse_loss(M(ab.sqrt() * z0 + (1 - ab).sqrt() * eps, t), eps)
         opt.zero_grad()
         loss.backward()
         opt.step()
     state = {f"denoiser.{k}": v for k, v in M.state_dict().items()}
     state["latent_mean"], state["latent_std"] = mean, std
-    return {"state": state, "arch": {"zc": 4, "ch": 128, "nblocks": 4, "T": T, "vae": "vae-msg"},
+    return {"state": state, "arch": {"zdim": int(lat.shape[1]), "width": 256, "nblocks": 3, "T": T, "vae": "vae-msg"},
             "final_loss": [float(loss.detach())]}
 
 
 def train_realnvp(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) -> dict:
     x32 = F.interpolate(data, size=(32, 32), mode="area")
-    M = nets.RealNVP(k=8, hidden=128, res=32)
+    M = nets.PixRealNVP(k=8, hidden=96, res=32)
+    with torch.no_grad():  # per-pixel ActNorm from all training faces (and mirrors), logit space
+        x01 = (torch.cat([x32, x32.flip(3)]) + 1) / 2 * (255 / 256) + 0.5 / 256
+        M.pix.init_from(nets.to_logit(x01)[0])
     opt = torch.optim.Adam(M.parameters(), spec.lr)
     it = _batches(x32, spec, gen)
     ndim = 3 * 32 * 32
@@ -212,7 +218,7 @@ def train_realnvp(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_
         bpd.backward()
         torch.nn.utils.clip_grad_norm_(M.parameters(), 50.0)
         opt.step()
-    return {"state": M.state_dict(), "arch": {"k": 8, "hidden": 128, "res": 32}, "final_loss": [float(bpd.detach())]}
+    return {"state": M.state_dict(), "arch": {"k": 8, "hidden": 96, "res": 32, "pixnorm": True}, "final_loss": [float(bpd.detach())]}
 
 
 TRAINERS: dict[str, Callable[..., dict]] = {

@@ -138,21 +138,25 @@ class FaceGazeSource:
 
     def analyze(self, paths: Sequence[str]) -> list:
         """list[ImageFaces]; unreadable files come back with `.error` set."""
+        return list(self.iter(paths))
+
+    def iter(self, paths: Sequence[str], progress: bool = False):
+        """ImageFaces per path, streamed (a large dataset's crops are never all held as records)."""
         from ..records import ImageFaces
 
         if self.mode == "detect":
-            from ..gaze import analyze_paths  # type: ignore[attr-defined]
+            from ..gaze import iter_analyze  # type: ignore[attr-defined]
 
-            return analyze_paths(list(paths), self.analyzer, self.estimator, self.cache_dir)
-        out = []
+            yield from iter_analyze(list(paths), self.analyzer, self.estimator, self.cache_dir, progress=progress)
+            return
         for p in paths:
             try:
                 img = load_rgb(p)
-                out.append(ImageFaces(path=str(p), faces=[], size=(img.shape[1], img.shape[0])))
-                out[-1]._image = img  # whole-image crop, no second read
+                res = ImageFaces(path=str(p), faces=[], size=(img.shape[1], img.shape[0]))
+                res._image = img  # whole-image crop, no second read
+                yield res
             except Exception as e:  # noqa: BLE001 - any unreadable file is reported by name
-                out.append(ImageFaces(path=str(p), error=f"{type(e).__name__}: {e}"))
-        return out
+                yield ImageFaces(path=str(p), error=f"{type(e).__name__}: {e}")
 
 
 def _best_face(faces: list) -> int:
@@ -186,7 +190,7 @@ def _empty_arrays(img: np.ndarray, size: int, gaze_dim: int) -> tuple:
 def build_samples(paths: Sequence[str], classes: Sequence[str], source: FaceGazeSource, size: int,
                   progress: bool = False) -> tuple[SampleSet, list[tuple[str, str]]]:
     """One sample per readable image (its best face, or the whole image). Returns (samples, errors)."""
-    results = source.analyze(paths)
+    results = source.iter(paths, progress=progress)
     items, keep_paths, keep_cls, errors = [], [], [], []
     for p, c, res in zip(paths, classes, results):
         if res.error:
@@ -392,7 +396,8 @@ def load_samples(path: Path) -> SampleSet:
 
 
 def manifest_samples(rows: Sequence[ManifestRow], data_dir: str | Path, mode: str, estimator: str, size: int,
-                     gaze_dim: int | None, cache_dir: str | Path | None = None, face_cache_dir: str | Path | None = None,
+                     gaze_dim: int | None, cache_dir: str | Path | None = None,
+                     face_cache_dir: str | Path | None = None,
                      progress: bool = False, build: bool = True) -> SampleSet | None:
     """The SampleSet of manifest rows, read from `cache_dir` or built (faces + gaze) and saved there.
     With build=False, returns None when it is not cached yet (DDP: rank 0 builds, others wait)."""

@@ -107,3 +107,13 @@ def load_protocol(data_dir: Path, name: str) -> Protocol:
     if name not in protocols:
         raise ValueError(f"{data_dir}/protocols.yaml has no protocol {name!r}; known: {', '.join(protocols)}")
     return protocols[name]
+
+
+def select_rows(rows: list[ManifestRow], protocol: Protocol, split: str) -> list[ManifestRow]:
+    """The rows a protocol uses in one split: train/val hold `real` and the seen generators only;
+    test holds real, seen and unseen generators. Unseen generators thus appear only in test,
+    although the manifest (shared by all protocols) lists train/val images for every generator."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    keep = set(protocol.train_classes) | (set(protocol.unseen) if split == "test" else set())
+    return [r for r in rows if r.split == split and r.cls in keep]

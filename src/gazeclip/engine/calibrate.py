@@ -32,10 +32,9 @@ def threshold_from(logits: np.ndarray, labels: np.ndarray, quantile: float) -> t
     return float(np.quantile(conf, quantile)), int(conf.size)
 
 
-def calibrate_run(run_dir: Path, val_ds, cfg, device, model_name: str) -> dict:
-    from .modeling import load_pretrained, run_model
+def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
+    from .modeling import run_model
 
-    model = load_pretrained(run_dir / "model", model_name, cfg.clip).to(device)
     preds = run_model(model, val_ds, batch_size=32, device=device)
     thr, n = threshold_from(preds.attribution_logits, val_ds.labels, cfg.unknown_quantile)
     rec = {"unknown_threshold": thr, "quantile": cfg.unknown_quantile, "n_val_used": n, "split": "val"}

@@ -6,7 +6,6 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -143,8 +142,8 @@ def report_md(m: dict, run: LoadedRun) -> str:
              f"real {m['n_real']}); unseen generators: {', '.join(m['unseen']) or 'none'}", "",
              "| metric | % |", "| --- | ---: |"]
     lines += [f"| {k} | {fmt(m.get(k))} |" for k in HEADLINE]
-    lines += [f"| {k} | {fmt(m.get(k))} |" for k in ("detection_acc_unseen", "detection_eer_unseen",
-                                                      "detection_ap_unseen")]
+    extra = ("attribution_acc_seen_generators", "detection_acc_unseen", "detection_eer_unseen", "detection_ap_unseen")
+    lines += [f"| {k} | {fmt(m.get(k))} |" for k in extra]
     lines += ["", "## Per-class attribution accuracy (seen classes)", "", "| class | % |", "| --- | ---: |"]
     lines += [f"| {c} | {fmt(v)} |" for c, v in m["per_class_acc"].items()]
     lines += ["", "![confusion](confusion.png) ![roc](roc.png)", "",

@@ -3,7 +3,8 @@
 
 Definitions (test split; "seen" = the protocol's train classes, i.e. real + seen generators):
 - attribution_acc_seen: argmax over the train classes == true class, over test items of seen
-  classes (real included: closed-set attribution). per_class_acc: the same per class.
+  classes (real included: closed-set attribution). attribution_acc_seen_generators: the same over
+  seen-generator items only (real excluded). per_class_acc: the same per class.
 - family_acc_unseen: argmax of the family logits == the generator's family, over unseen-generator items.
 - cluster_acc_unseen / nmi_unseen / ari_unseen: k-means (k = number of unseen generators, fixed
   seed) on the L2-normalised joint embeddings of unseen-generator items; cluster ACC is the
@@ -109,6 +110,8 @@ def compute_metrics(d: EvalData, cluster_assign: np.ndarray | None = None, seed:
     m: dict = {"n_test": int(n), "n_seen": int(seen_mask.sum()), "n_unseen": int(unseen_mask.sum()),
                "n_real": int(real_mask.sum())}
     m["attribution_acc_seen"] = float((pred[seen_mask] == y_seen[seen_mask]).mean()) if seen_mask.any() else math.nan
+    gen = seen_mask & ~real_mask
+    m["attribution_acc_seen_generators"] = float((pred[gen] == y_seen[gen]).mean()) if gen.any() else math.nan
     m["per_class_acc"] = {c: float((pred[cls == c] == cidx[c]).mean()) for c in d.train_classes if (cls == c).any()}
     k = len(d.train_classes)
     cm = np.zeros((k, k), np.int64)

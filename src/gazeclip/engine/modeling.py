@@ -45,6 +45,19 @@ def load_pretrained(model_dir: str | Path, model_name: str, clip: str | None = N
     return from_pretrained(model_dir, clip=clip)
 
 
+def load_model_weights(model: nn.Module, model_dir: str | Path) -> None:
+    """Load the trainable weights a `save_pretrained` folder holds into an existing model (no rebuild)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "model.safetensors").is_file() and hasattr(model, "load_trainable_state_dict"):
+        from safetensors.torch import load_file
+
+        model.load_trainable_state_dict(load_file(str(model_dir / "model.safetensors")))
+    elif (model_dir / "trainable.pt").is_file():
+        model.load_state_dict(torch.load(model_dir / "trainable.pt"), strict=False)
+    else:
+        raise FileNotFoundError(f"{model_dir}: no saved weights (model.safetensors)")
+
+
 def trainable_names(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 

@@ -16,7 +16,7 @@ import io
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..data.manifest import load_protocol, read_manifest
 from ..models.interface import Taxonomy
 from . import utils as U
 from .config import TrainConfig
-from .modeling import (create_model, fill_pending, gaze_dim_of, preprocess_of, prefix_id, run_model,
+from .modeling import (create_model, fill_pending, gaze_dim_of, load_model_weights, preprocess_of, prefix_id, run_model,
                        supports_prefix, trainable_state)
 
 
@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
                                                device=cfg.device)
 
     U.seed_everything(cfg.seed)
-    U.set_deterministic()
+    U.set_deterministic(device)
     amp = U.autocast_dtype(cfg.precision, device)
 
     # ---- data and label space
@@ -183,12 +183,16 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
 
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"model {cfg.model} has no trainable parameters; nothing to train")
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+    if not params:  # e.g. clip-zeroshot: an evaluation-only run (validated once, saved, calibrated)
+        if main:
+            print(f"model {cfg.model} has no trainable parameters: validating once, no training", flush=True)
+        cfg = cfg.replace(epochs=1)
+    # a dummy parameter keeps the optimiser/scheduler/checkpoint code uniform when there is nothing to train
+    opt = torch.optim.AdamW(params or [nn.Parameter(torch.zeros(1))], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, warmup, total_steps, cfg.min_lr_ratio))
     step_fn = _Step(model)
-    if distributed:
+    if distributed and params:
         step_fn = nn.parallel.DistributedDataParallel(step_fn, find_unused_parameters=cfg.find_unused_parameters)
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": -math.inf, "best_epoch": -1,
@@ -234,7 +238,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
         sampler.skip = state["step_in_epoch"] * per_rank
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main),
                    initial=state["step_in_epoch"], total=steps_per_epoch, leave=False)
-        for batch, pending, _ in bar:
+        for batch, pending, _ in (bar if params else ()):
             batch = batch.to(device)
             fill_pending(model, batch, pending)
             with U.autocast(amp, device):
@@ -272,7 +276,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
                "time_s": round(time.time() - t0, 2)}
         state["history"].append(row)
         cur = -val_loss if select == "val_loss" else row[select]
-        improved = cur > state["best"]
+        cur = cur if math.isfinite(cur) else -math.inf  # e.g. AUC undefined on a one-class val split
+        improved = state["best_epoch"] < 0 or cur > state["best"]
         if improved:
             state["best"], state["best_epoch"], state["bad_epochs"] = cur, epoch + 1, 0
             if main:
@@ -299,7 +304,8 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
     if main:
         from .calibrate import calibrate_run
 
-        calibrate_run(run_dir, val_ds, cfg, device, model_name=cfg.model)
+        load_model_weights(model, run_dir / "model")  # the best epoch's weights
+        calibrate_run(run_dir, val_ds, cfg, device, model=model)
         U.atomic_write_json(run_dir / "summary.json", {
             "model": cfg.model, "backbone": cfg.backbone, "protocol": cfg.protocol, "best_epoch": state["best_epoch"],
             "best_val": best, "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],

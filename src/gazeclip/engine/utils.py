@@ -70,9 +70,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_deterministic() -> None:
-    # CPU kernels are deterministic given the thread count; this makes any non-deterministic op an error.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+def set_deterministic(device: torch.device) -> None:
+    """CPU kernels here are deterministic for a fixed thread count; on CUDA, ask for deterministic
+    kernels (warn where there are none). Skipped on CPU: the call imports the compiler stack (~2 s)."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
 
 
 def resolve_device(name: str = "auto") -> torch.device:

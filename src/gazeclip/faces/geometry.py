@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,8 +27,8 @@ MOUTH_CORNERS = (61, 291)
 CHIN = 152
 R_IRIS = tuple(range(468, 473))  # centre first
 L_IRIS = tuple(range(473, 478))
-# Rigid points for PnP: eye corners, nose, mouth corners, chin, forehead, cheeks (not the jaw or
-# lips, which move with expression).
+# Points for PnP: eye corners, nose, mouth corners, chin, forehead, cheeks, temples (mostly rigid;
+# not the lips' inner contour or the jaw line, which move with expression).
 PNP_POINTS_478 = (33, 133, 362, 263, 1, 4, 98, 327, 61, 291, 152, 10, 168, 6, 197, 234, 454, 127, 356)
 # RetinaFace order: image-left eye, image-right eye, nose, image-left mouth, image-right mouth.
 FIVE_POINT_FROM_478 = ((33, 133), (362, 263), (4,), (61,), (291,))
@@ -150,7 +149,8 @@ class Normalised:
 
 
 def eth_normalise(image: np.ndarray, head: HeadPose, face_center_model: np.ndarray, camera: Camera,
-                  focal: float = ETH_FOCAL, distance: float = ETH_DISTANCE, size: int = ETH_SIZE) -> Normalised:
+                  focal: float = ETH_FOCAL, distance: float = ETH_DISTANCE, size: int = ETH_SIZE,
+                  antialias: bool = True) -> Normalised:
     """ETH-XGaze data normalisation: rotate and scale a virtual camera so that it looks at the face
     centre from `distance` mm with focal `focal`, the head's x axis horizontal; warp to size x size."""
     rot_head = cv2.Rodrigues(np.asarray(head.rvec, np.float64))[0]
@@ -165,8 +165,38 @@ def eth_normalise(image: np.ndarray, head: HeadPose, face_center_model: np.ndarr
     cam_norm = np.array([[focal, 0, size / 2.0], [0, focal, size / 2.0], [0, 0, 1.0]])
     scale = np.diag([1.0, 1.0, distance / dist])
     warp = cam_norm @ scale @ rot @ np.linalg.inv(camera.matrix)
-    out = cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if antialias:
+        out = _warp_antialiased(image, warp, size)
+    else:
+        out = cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return Normalised(image=out, rotation=rot, warp=warp, face_center=center)
+
+
+def _warp_antialiased(image: np.ndarray, warp: np.ndarray, size: int) -> np.ndarray:
+    """warpPerspective, but when it would shrink the face more than 2x (large photos), the face's
+    region is first area-downscaled, so the normalised face does not alias."""
+    # design choice, not from the paper: ETH-XGaze warps directly; we pre-shrink to avoid aliasing
+    inv = np.linalg.inv(warp)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inv.T
+    if np.any(corners[:, 2] <= 0):
+        return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    pts = corners[:, :2] / corners[:, 2:3]
+    span = max(pts[:, 0].max() - pts[:, 0].min(), pts[:, 1].max() - pts[:, 1].min())
+    factor = 2.0 * size / max(span, 1e-6)  # bring the shrink down to about 2x
+    h, w = image.shape[:2]
+    if factor >= 1.0:
+        return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    x0, y0 = max(0, int(np.floor(pts[:, 0].min())) - 2), max(0, int(np.floor(pts[:, 1].min())) - 2)
+    x1, y1 = min(w, int(np.ceil(pts[:, 0].max())) + 2), min(h, int(np.ceil(pts[:, 1].max())) + 2)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    rw, rh = max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))
+    roi = cv2.resize(image[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
+    # roi pixel (u, v) <- image pixel ((u + .5) / fx - .5 + x0, ...): compose with the warp
+    fx, fy = rw / (x1 - x0), rh / (y1 - y0)
+    to_img = np.array([[1 / fx, 0, 0.5 / fx - 0.5 + x0], [0, 1 / fy, 0.5 / fy - 0.5 + y0], [0, 0, 1.0]])
+    return cv2.warpPerspective(roi, warp @ to_img, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT)
 
 
 def face_center_model(model_points: np.ndarray, five_point: bool) -> np.ndarray:
@@ -184,9 +214,3 @@ def project(points3d: np.ndarray, camera: Camera) -> np.ndarray:
     p = np.asarray(points3d, np.float64).reshape(-1, 3)
     uv = (camera.matrix @ p.T).T
     return uv[:, :2] / uv[:, 2:3]
-
-
-def model_path_default() -> Path:
-    from ..weights import asset_path
-
-    return asset_path("face-landmarker")

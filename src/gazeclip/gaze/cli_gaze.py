@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     names = ", ".join(f"{k} ({v})" for k, v in describe_estimators().items())
     p.add_argument("--estimator", default="ethxgaze-r18", help=f"gaze estimator: {names}")
     p.add_argument("--checkpoint", help="weights file for the estimator (ethxgaze-ckpt needs one)")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="average the estimate on each face and its mirror image (2x slower, mirror-exact yaw)")
     p.add_argument("--max-faces", type=int, default=8, help="most faces per image (largest first)")
     p.add_argument("--margin", type=float, default=None, help="CLIP crop margin per side, fraction of the face box")
     p.add_argument("--fallback", choices=("retinaface", "always", "none"), default="retinaface",
@@ -91,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         print("gazeclip gaze: no images found in the given folders", file=sys.stderr)
         return 2
     try:
-        estimator = create_estimator(args.estimator, checkpoint=args.checkpoint, device=args.device)
+        kw = {"device": args.device}
+        if args.flip_tta:
+            kw["flip_tta"] = True
+        estimator = create_estimator(args.estimator, checkpoint=args.checkpoint, **kw)
     except (KeyError, ValueError, FileNotFoundError) as e:
         print(f"gazeclip gaze: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -15,8 +15,14 @@ from .cache import GazeCache, content_hash
 from .estimators import GazeEstimator, create_estimator
 
 
+# Bump when the face/gaze computation changes in a way that changes results, so that caches
+# written by older code are not read (they stay on disk under their own config hash).
+PIPELINE_VERSION = 1
+
+
 def _config(analyzer: FaceAnalyzer, estimator: GazeEstimator | None) -> dict:
-    return {"faces": analyzer.config(), "gaze": None if estimator is None else estimator.config()}
+    return {"faces": analyzer.config(), "gaze": None if estimator is None else estimator.config(),
+            "pipeline": PIPELINE_VERSION}
 
 
 def iter_analyze(paths: Iterable[str | os.PathLike], analyzer: FaceAnalyzer | None = None,

@@ -39,6 +39,7 @@ class DFADModel(nn.Module):
         self.model_name = name
         self.backbone_name = backbone.name
         self.aligned = backbone.aligned
+        self.preprocess = backbone.preprocess  # the engine turns images into pixel_values with it
         self.taxonomy = taxonomy
         self.config = config
         self._text_cache: TextEmbeddings | None = None
@@ -71,6 +72,10 @@ class DFADModel(nn.Module):
             m.eval()
         self._text_cache = None
         return self
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._text_cache = None  # new weights: the cached prompt embeddings are stale
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _apply(self, fn, *args, **kwargs):
         self._text_cache = None  # device/dtype moves invalidate cached prompt embeddings

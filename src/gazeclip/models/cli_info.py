@@ -87,13 +87,18 @@ def group_of(name: str) -> str:
     return parts[0]
 
 
+ROW_ORDER = ("gie.clip_image_tower", "gie.lora", "gie.gaze_injectors", "vpe", "lre.text_tower", "lre.aws",
+             "lre.projection", "prompts", "expert", "heads")
+
+
 def module_table(model) -> dict[str, dict[str, int]]:
     rows: dict[str, dict[str, int]] = {}
     for n, p in model.named_parameters():
         r = rows.setdefault(group_of(n), {"params": 0, "trainable": 0})
         r["params"] += p.numel()
         r["trainable"] += p.numel() if p.requires_grad else 0
-    return rows
+    rank = {k: i for i, k in enumerate(ROW_ORDER)}
+    return dict(sorted(rows.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def count_flops(fn) -> int:
@@ -117,7 +122,8 @@ def example_batch(backbone, gaze_dim: int, b: int = 1):
     assert len(boxes) == len(REGIONS)
     return Batch(pixel_values=torch.randn(b, 3, s, s, generator=g),
                  gaze_vector=torch.nn.functional.normalize(torch.randn(b, 3, generator=g), dim=-1),
-                 gaze_pitchyaw=torch.randn(b, 2, generator=g) * 0.2, gaze_features=torch.randn(b, gaze_dim, generator=g),
+                 gaze_pitchyaw=torch.randn(b, 2, generator=g) * 0.2,
+                 gaze_features=torch.randn(b, gaze_dim, generator=g),
                  gaze_valid=torch.ones(b, dtype=torch.bool), region_boxes=boxes.expand(b, -1, -1).clone())
 
 
@@ -131,7 +137,7 @@ def measure(model_name: str, backbone_name: str, clip=None, estimator: str | Non
     estimator = estimator or ("ethxgaze-r50" if backbone_name == REFERENCE_BACKBONE else "ethxgaze-r18")
     arch, gaze_dim = ESTIMATORS[estimator]
     overrides = dict(overrides or {})
-    if "gaze_feature_dim" in {f for f in getattr(model_config(model_name), "__dataclass_fields__", {})}:
+    if hasattr(model_config(model_name), "gaze_feature_dim"):  # the features the counted estimator gives
         overrides.setdefault("gaze_feature_dim", gaze_dim)
     bb = reference_backbone() if backbone_name == REFERENCE_BACKBONE else create_backbone(backbone_name, clip=clip)
     model = create_model(model_name, backbone=bb, taxonomy=example_taxonomy(), **overrides).eval()
@@ -155,8 +161,8 @@ def measure(model_name: str, backbone_name: str, clip=None, estimator: str | Non
         "model": model_name, "backbone": backbone_name, "total_params": total, "trainable_params": trainable,
         "gflops_per_image": image_flops / 1e9, "modules": modules,
         "prefix_layer": model.prefix_layer,
-        "text_gflops_per_step": text_flops / 1e9, "num_prompts": len(getattr(model, "prompts", None).texts)
-        if hasattr(model, "prompts") else 0,
+        "text_gflops_per_step": text_flops / 1e9,
+        "num_prompts": len(model.prompts.texts) if hasattr(model, "prompts") else 0,
         "external": {"gaze_estimator": {"name": estimator, "params": est_params, "trainable": 0,
                                         "gflops_per_image": est_flops / 1e9, "used": bool(uses_gaze)}},
         "pipeline_total_params": pipe_params, "pipeline_gflops_per_image": pipe_flops / 1e9,
@@ -209,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         overrides[k] = yaml.safe_load(v)
     try:
         r = measure(args.model, args.backbone, args.clip, args.gaze_estimator, overrides)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"gazeclip info: {e}", file=sys.stderr)
         return 2
     print(json.dumps(r, indent=2) if args.json else _fmt_table(r))

@@ -89,13 +89,15 @@ class GazeCLIP(DFADModel):
         injector_blocks = (c.lora_blocks if c.injector_blocks is None else c.injector_blocks) if c.gaze else []
         self.gie = GazeAwareImageEncoder(
             backbone.image_tower, c.lora_blocks, c.lora_rank, c.lora_alpha, c.lora_dropout, c.lora_targets,
-            injector_blocks, c.agpm_dim, c.injector_heads, c.injector_query, c.injector_position)
+            injector_blocks, c.agpm_dim, c.injector_heads, c.injector_query, c.injector_position, c.injector_gate,
+            c.missing_gaze == "mask")
         self.vpe = (VisualPerceptionEncoder(backbone.image_width, c.gaze_feature_dim, c.agpm_dim, c.agpm_layers,
-                                            c.agpm_heads, c.gaze_feature_tokens, use_app, c.gaze_prompt_tokens)
+                                            c.agpm_heads, c.gaze_feature_tokens, use_app, c.gaze_prompt_tokens,
+                                            c.missing_gaze == "mask")
                     if c.gaze else None)
         use_region_prompts = use_app and c.region_prompts
         self.lre = LanguageRefinementEncoder(backbone.text_tower, embed_dim, backbone.aligned, c.aws, c.aws_hidden,
-                                             c.aws_layers)
+                                             c.aws_layers, c.aws_scope)
         self.region_prompt_proj = nn.Linear(embed_dim, c.agpm_dim) if use_region_prompts else None
         self.region_embed = (nn.Parameter(torch.randn(len(REGIONS), c.agpm_dim) * 0.02)
                              if use_app and not use_region_prompts else None)

@@ -35,21 +35,25 @@ class GazeInjector(nn.Module):
     """Cross-attention from image tokens (the class token alone, or all) to the gaze prompts; the
     output is added through a zero-initialised gate, so at initialisation it changes nothing."""
 
-    def __init__(self, width: int, prompt_dim: int, heads: int, query: str):
+    def __init__(self, width: int, prompt_dim: int, heads: int, query: str, gate: str = "vector",
+                 mask_invalid: bool = True):
         super().__init__()
         if width % heads:
             raise ValueError(f"injector_heads={heads} must divide the image width {width}")
         self.query = query
+        self.mask_invalid = mask_invalid
         self.norm = nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads, kdim=prompt_dim, vdim=prompt_dim, batch_first=True)
-        # design choice, not from the paper: a per-channel tanh gate (Flamingo-style), zero at init
-        self.gate = nn.Parameter(torch.zeros(width))
+        # design choice, not from the paper: a tanh gate (Flamingo-style), per channel or scalar, zero at init
+        self.gate = nn.Parameter(torch.zeros(width if gate == "vector" else 1))
 
-    def forward(self, h: torch.Tensor, prompts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, prompts: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         q = h[:, :1] if self.query == "cls" else h
         delta, _ = self.attn(self.norm(q), prompts, prompts, need_weights=False)
-        # design choice, not from the paper: faces without a gaze get no injection
-        delta = torch.tanh(self.gate) * delta * valid.to(delta.dtype).view(-1, 1, 1)
+        delta = torch.tanh(self.gate) * delta
+        # design choice, not from the paper: faces without a gaze get no injection (missing_gaze: mask)
+        if valid is not None and self.mask_invalid:
+            delta = delta * valid.to(delta.dtype).view(-1, 1, 1)
         if self.query == "cls":
             return torch.cat([h[:, :1] + delta, h[:, 1:]], dim=1)
         return h + delta
@@ -70,7 +74,8 @@ class GazeAwareImageEncoder(nn.Module):
     def __init__(self, image_tower: nn.Module, lora_blocks: list[int], lora_rank: int = 8, lora_alpha: float = 16.0,
                  lora_dropout: float = 0.0, lora_targets: list[str] | None = None,
                  injector_blocks: list[int] | None = None, prompt_dim: int = 0, injector_heads: int = 8,
-                 injector_query: str = "cls", injector_position: str = "before"):
+                 injector_query: str = "cls", injector_position: str = "before", injector_gate: str = "vector",
+                 mask_invalid_gaze: bool = True):
         super().__init__()
         self.tower = image_tower  # shared and frozen
         vm = image_tower.vision_model
@@ -92,7 +97,8 @@ class GazeAwareImageEncoder(nn.Module):
             inject_adapter_in_model(cfg, self.blocks)
         width = image_tower.config.hidden_size
         self.injectors = nn.ModuleDict({
-            str(i): GazeInjector(width, prompt_dim, injector_heads, injector_query) for i in self.injector_blocks})
+            str(i): GazeInjector(width, prompt_dim, injector_heads, injector_query, injector_gate, mask_invalid_gaze)
+            for i in self.injector_blocks})
 
     @property
     def vision(self) -> nn.Module:

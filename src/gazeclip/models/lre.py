@@ -65,7 +65,8 @@ class LanguageRefinementEncoder(nn.Module):
     states, L2-normalised embeddings (N, embed_dim))."""
 
     def __init__(self, text_tower: TextTower, embed_dim: int, aligned: bool, aws: str = "before",
-                 aws_hidden: int = 0, aws_layers: list[int] | None = None, projection: str = "learned",
+                 aws_hidden: int = 0, aws_layers: list[int] | None = None, aws_scope: str = "attention",
+                 projection: str = "learned",
                  projection_seed: int = 0):
         super().__init__()
         self.aws_mode = aws
@@ -76,10 +77,17 @@ class LanguageRefinementEncoder(nn.Module):
                                  len(text_tower.layers), "aws_layers")
             hidden = aws_hidden or max(1, text_tower.width // 4)
             for i in idx:
-                layer = text_tower.layers[i]
+                owner, attr = text_tower.layers[i], text_tower.attention_attr
+                attn = getattr(owner, attr)
+                # design choice, not from the paper: where a tower's attention module also holds the
+                # residual and LayerNorm (BERT's `attention` = `.self` + `.output`), AWS wraps the
+                # self-attention proper, so only keys/values/queries see the weighted words and the
+                # residual keeps them unweighted (aws_scope: attention); 'sublayer' wraps the whole module
+                if aws_scope == "attention" and isinstance(getattr(attn, "self", None), nn.Module):
+                    owner, attr = attn, "self"
                 sel = AdaptiveWordSelector(text_tower.width, hidden)
                 self.aws.append(sel)
-                setattr(layer, text_tower.attention_attr, _WithAWS(text_tower.attention_of(layer), sel, aws))
+                setattr(owner, attr, _WithAWS(getattr(owner, attr), sel, aws))
         self.text = text_tower
         d_in = text_tower.embed_dim
         if projection == "learned":

@@ -42,7 +42,8 @@ def pool_regions(states: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 class VisualPerceptionEncoder(nn.Module):
     def __init__(self, image_width: int, gaze_feature_dim: int, dim: int = 256, layers: int = 2, heads: int = 4,
-                 feature_tokens: int = 4, appearance: bool = True, prompt_tokens: str = "gaze"):
+                 feature_tokens: int = 4, appearance: bool = True, prompt_tokens: str = "gaze",
+                 mask_invalid: bool = True):
         super().__init__()
         self.dim = dim
         self.feature_tokens = feature_tokens
@@ -56,7 +57,7 @@ class VisualPerceptionEncoder(nn.Module):
         self.feature_norm = nn.LayerNorm(gaze_feature_dim)
         self.features = nn.Linear(gaze_feature_dim, feature_tokens * dim)
         # design choice, not from the paper: a face without gaze gets learned "no gaze" tokens
-        self.missing_gaze = nn.Parameter(torch.zeros(1, n_gaze, dim))
+        self.missing_gaze = nn.Parameter(torch.zeros(1, n_gaze, dim)) if mask_invalid else None
         n_tokens = 1 + n_gaze
         if appearance:
             self.appearance_norm = nn.LayerNorm(image_width)
@@ -81,7 +82,8 @@ class VisualPerceptionEncoder(nn.Module):
         geo = self.geometry(torch.cat([gaze_vector, gaze_pitchyaw], -1).to(dtype)).unsqueeze(1)
         feats = self.features(self.feature_norm(gaze_features.to(dtype))).view(b, self.feature_tokens, self.dim)
         gaze = torch.cat([geo, feats], 1)
-        gaze = torch.where(gaze_valid.view(-1, 1, 1), gaze, self.missing_gaze.expand(b, -1, -1))
+        if self.missing_gaze is not None:
+            gaze = torch.where(gaze_valid.view(-1, 1, 1), gaze, self.missing_gaze.expand(b, -1, -1))
         tokens = [self.cls.expand(b, -1, -1), gaze]
         if self.appearance:
             app = self.appearance_proj(self.appearance_norm(pool_regions(states.to(dtype), region_boxes)))

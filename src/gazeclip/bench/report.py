@@ -1,0 +1,108 @@
+"""README-ready tables and sample grids of a built benchmark."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gazeclip.data.manifest import REAL, read_manifest
+
+
+def write_grids(data_dir: Path, out_dir: Path, n: int = 8, thumb: int = 96) -> list[Path]:
+    """One grid per class (`bench-<class>.png`, n test-or-any images in a row) and an overview
+    (`bench-overview.png`, one row per class)."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_cls: dict[str, list[str]] = defaultdict(list)
+    for r in read_manifest(data_dir):
+        by_cls[r.cls].append(r.path)
+    rows, written = [], []
+    for cls, paths in by_cls.items():
+        ims = [cv2.resize(cv2.imread(str(data_dir / p)), (thumb, thumb), interpolation=cv2.INTER_AREA)
+               for p in sorted(paths)[:n]]
+        ims += [np.full((thumb, thumb, 3), 255, np.uint8)] * (n - len(ims))
+        row = np.concatenate(ims, 1)
+        label = np.full((thumb, 150, 3), 255, np.uint8)
+        cv2.putText(label, cls, (4, thumb // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([label, row], 1))
+        p = out_dir / f"bench-{cls}.png"
+        cv2.imwrite(str(p), row)
+        written.append(p)
+    p = out_dir / "bench-overview.png"
+    cv2.imwrite(str(p), np.concatenate(rows, 0))
+    written.append(p)
+    return written
+
+
+def counts_table(data_dir: Path) -> str:
+    rows = read_manifest(data_dir)
+    c = Counter((r.cls, r.split) for r in rows)
+    classes = list(dict.fromkeys(r.cls for r in rows))
+    fam = {r.cls: r.family for r in rows}
+    lines = ["| class | family | train | val | test | total |", "|---|---|---:|---:|---:|---:|"]
+    for cls in classes:
+        t = [c[(cls, s)] for s in ("train", "val", "test")]
+        lines.append(f"| {cls} | {fam[cls]} | {t[0]} | {t[1]} | {t[2]} | {sum(t)} |")
+    tot = [sum(c[(k, s)] for k in classes) for s in ("train", "val", "test")]
+    lines.append(f"| **all** | | {tot[0]} | {tot[1]} | {tot[2]} | {sum(tot)} |")
+    return "\n".join(lines)
+
+
+def generator_table() -> str:
+    from .forgers import REGISTRY
+    from .train import checkpoint_path
+
+    lines = ["| generator | family | forgery type | how it is made | training CPU min | checkpoint | licence |",
+             "|---|---|---|---|---:|---:|---|"]
+    for name, cls in REGISTRY.items():
+        i = cls.info
+        mins, size = "pretrained" if not i.trained_here else "", "-"
+        if i.trained_here:
+            p = checkpoint_path(name)
+            if p.is_file():
+                from safetensors import safe_open
+
+                with safe_open(str(p), "pt") as fh:
+                    meta = json.loads((fh.metadata() or {}).get("gazeclip", "{}"))
+                mins = f"{meta.get('cpu_minutes', '?')}"
+                size = f"{p.stat().st_size / 1e6:.1f} MB"
+            else:
+                mins = "not trained"
+        elif i.family in ("identity-swap", "manipulation", "morph"):
+            mins = "none (algorithm)"
+        lines.append(f"| {name} | {i.family} | {i.forgery_type} | {i.how} | {mins} | {size} | {i.licence} |")
+    return "\n".join(lines)
+
+
+def real_table() -> str:
+    from gazeclip.weights import REAL_PHOTOS
+    from gazeclip.weights.assets import find
+
+    from .build import REAL_SPLIT
+
+    lines = ["| photo | package | identity | split | rights |", "|---|---|---|---|---|"]
+    for p in REAL_PHOTOS:
+        src, f = find(p.asset)
+        lines.append(f"| {f.dest} | `{src.package}=={src.version}` | {p.identity} | {REAL_SPLIT[p.identity]} "
+                     f"| {p.rights} |")
+    return "\n".join(lines)
+
+
+def full_report(data_dir: Path) -> str:
+    data_dir = Path(data_dir)
+    parts = ["## Generators", generator_table(), "", "## Real faces", real_table(), "",
+             "## Counts", counts_table(data_dir)]
+    info = data_dir / "build_info.json"
+    if info.is_file():
+        rep = json.loads(info.read_text())["report"]
+        parts += ["", f"Build time: {rep['total_seconds'] / 60:.1f} min (preset {rep['preset']}, seed {rep['seed']}); "
+                  "per class (s): " + ", ".join(f"{k} {v}" for k, v in rep["seconds"].items()),
+                  "Face found by the canonical crop (share): " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in rep["face_found"].items())]
+    return "\n".join(parts)
+
+
+__all__ = ["write_grids", "counts_table", "generator_table", "real_table", "full_report", "REAL"]

@@ -1,0 +1,77 @@
+"""`gazeclip predict` on a folder with a real face, an image without a face and a corrupt file."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gazeclip.engine.config import TrainConfig
+from gazeclip.engine.trainer import taxonomy_to_dict
+from gazeclip.engine.utils import atomic_write_json
+from gazeclip.models.interface import Taxonomy
+
+FACE_KEYS = {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator", "gaze"}
+
+
+def make_run(run: Path, faces: str = "detect") -> Taxonomy:
+    """A run folder holding an (untrained) tiny model: what `gazeclip train` leaves, minus training."""
+    from gazeclip.models import create_model
+
+    tx = Taxonomy(("real", "gan-a", "diff-a"), {"real": "real", "gan-a": "gan", "diff-a": "diffusion"},
+                  {"real": "real", "gan-a": "entire-synthesis", "diff-a": "entire-synthesis"},
+                  ("real", "diffusion", "gan"))
+    create_model("gazeclip", backbone="tiny-random", taxonomy=tx).save_pretrained(run / "model")
+    c = TrainConfig(model="gazeclip", backbone="tiny-random", faces=faces)
+    (run / "config.yaml").write_text(yaml.safe_dump(c.to_dict()))
+    atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
+    atomic_write_json(run / "calibration.json", {"unknown_threshold": 0.99, "quantile": 0.05})
+    return tx
+
+
+@pytest.mark.real
+def test_predict_folder_three_records(real_weights, tmp_path, capsys):
+    from gazeclip.cli import main
+    from gazeclip.weights import asset_path
+
+    folder = tmp_path / "photos" / "nested"
+    folder.mkdir(parents=True)
+    shutil.copy(asset_path("photo-astronaut"), folder / "astronaut.png")
+    shutil.copy(asset_path("photo-coffee"), folder.parent / "coffee.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("not an image: skipped in folders")
+    run = tmp_path / "run"
+    tx = make_run(run)
+    rc = main(["predict", str(tmp_path / "photos"), "--run", str(run), "--json"])
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert rc == 1  # one unreadable file
+    by_name = {Path(r["path"]).name: r for r in out}
+    assert set(by_name) == {"astronaut.png", "coffee.png", "broken.jpg"}
+    face = by_name["astronaut.png"]
+    assert set(face) == FACE_KEYS and face["face"] == 0
+    assert 0.0 <= face["p_fake"] <= 1.0 and 0.0 < face["generator_prob"] <= 1.0
+    assert face["generator"] in tx.classes and face["family"] in tx.families
+    assert isinstance(face["unknown_generator"], bool)
+    assert set(face["gaze"]) == {"pitch", "yaw"} and abs(face["gaze"]["yaw"]) < 60
+    assert by_name["coffee.png"] == {"path": str(folder.parent / "coffee.png"), "faces": 0}
+    bad = by_name["broken.jpg"]
+    assert set(bad) == {"path", "error"} and "broken.jpg" in bad["error"]
+
+
+def test_predict_csv_and_missing_run(tmp_path, capsys):
+    from gazeclip.cli import main
+
+    assert main(["predict", str(tmp_path), "--run", str(tmp_path / "nope")]) == 1
+    assert "config.yaml" in capsys.readouterr().err
+    # whole-image runs (faces: none) predict one "face" per image without detection
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (120, 30, 200)).save(tmp_path / "a.png")
+    run = tmp_path / "run"
+    make_run(run, faces="none")
+    rc = main(["predict", str(tmp_path / "a.png"), "--run", str(run), "--csv", str(tmp_path / "out.csv")])
+    assert rc == 0
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0].startswith("path,face,p_fake") and len(lines) == 2
