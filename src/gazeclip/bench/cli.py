@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: the package's checkpoints/)")
     t.add_argument("--n-train", type=int, default=600, help="MobileStyleGAN training faces")
     t.add_argument("--steps", type=int, default=None, help="override the step count (quick tries)")
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--threads", type=int, default=1, help="torch threads (the checkpoints were trained with 1)")
     t.add_argument("--max-minutes", type=float, default=None, help="wall-clock cap per forger")
 
     i = sub.add_parser("import", help="turn a user's dataset into a gazeclip manifest")

@@ -177,7 +177,8 @@ def _load_vae():
 
 class VAEMSGForger(TrainedForger):
     ckpt = "vae-msg"
-    # design choice, not from the paper: prior sampling temperature 0.8 (common for VAEs).
+    # design choice, not from the paper: prior sampling temperature 0.8 (reduced-temperature
+    # sampling is common for VAEs; this undertrained one gives more face-like images with it).
     temperature = 0.8
     info = ForgerInfo("vae-msg", "vae", "entire-synthesis",
                       "convolutional VAE (64-d latent) trained here; decoder of prior samples at temperature 0.8, 64 px",

@@ -276,8 +276,11 @@ def from_logit(y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ddim_sample(model: LatentDenoiser, z: torch.Tensor, T: int = 400, steps: int = 50) -> torch.Tensor:
-    """Deterministic DDIM (eta=0) from the initial noise z, `steps` evenly spaced timesteps."""
+def ddim_sample(model: nn.Module, z: torch.Tensor, T: int = 400, steps: int = 50,
+                clip: float | None = 3.0) -> torch.Tensor:
+    """Deterministic DDIM (eta=0) from the initial noise z, `steps` evenly spaced timesteps.
+    design choice, not from the paper: the predicted clean latent is clipped to +-3 standard
+    deviations at each step (as DDPM clips predicted images to [-1, 1])."""
     abar = ddpm_schedule(T)["abar"]
     ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
     x = z
@@ -285,6 +288,9 @@ def ddim_sample(model: LatentDenoiser, z: torch.Tensor, T: int = 400, steps: int
         eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long))
         ab = abar[t]
         x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
         ab_prev = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
         x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
     return x

@@ -67,7 +67,7 @@ def generator_table() -> str:
 
                 with safe_open(str(p), "pt") as fh:
                     meta = json.loads((fh.metadata() or {}).get("gazeclip", "{}"))
-                mins = f"{meta.get('cpu_minutes', '?')}"
+                mins = f"{meta.get('cpu_minutes', '?')} ({meta.get('steps_done', '?')} steps)"
                 size = f"{p.stat().st_size / 1e6:.1f} MB"
             else:
                 mins = "not trained"

@@ -365,8 +365,10 @@ def collate(items: list[dict]) -> tuple[Batch, Pending | None, torch.Tensor]:
 
 
 # ---------------------------------------------------------------- sample sets cached on disk
-def samples_key(rows: Sequence[ManifestRow], mode: str, estimator: str, size: int, gaze_dim: int) -> str:
-    h = hashlib.sha256(f"v1|{mode}|{estimator}|{size}|{gaze_dim}".encode())
+def samples_key(rows: Sequence[ManifestRow], mode: str, estimator: str, size: int, gaze_dim: int,
+                pipeline: str = "") -> str:
+    """Changes with the rows' content, the face/gaze settings (`pipeline`) and the crop size."""
+    h = hashlib.sha256(f"v1|{mode}|{estimator}|{size}|{gaze_dim}|{pipeline}".encode())
     for r in rows:
         h.update(f"|{r.path}:{r.sha256}".encode())
     return h.hexdigest()[:32]
@@ -404,12 +406,18 @@ def manifest_samples(rows: Sequence[ManifestRow], data_dir: str | Path, mode: st
     data_dir = Path(data_dir)
     cache_dir = Path(cache_dir) if cache_dir else data_dir / ".cache" / "samples"
     gd = gaze_dim or DEFAULT_GAZE_DIM
-    path = cache_dir / f"{samples_key(rows, mode, estimator, size, gd)}.npz"
+    source = FaceGazeSource(mode, estimator, face_cache_dir or data_dir / ".cache" / "faces", gaze_dim)
+    pipeline = ""
+    if source.analyzer is not None:  # analyser/estimator settings: a change invalidates the saved set
+        import json
+
+        pipeline = json.dumps({"faces": source.analyzer.config(), "gaze": source.estimator.config()},
+                              sort_keys=True, default=str)
+    path = cache_dir / f"{samples_key(rows, mode, estimator, size, gd, pipeline)}.npz"
     if path.is_file():
         return load_samples(path)
     if not build:
         return None
-    source = FaceGazeSource(mode, estimator, face_cache_dir or data_dir / ".cache" / "faces", gaze_dim)
     if gaze_dim and source.gaze_dim != gaze_dim:
         raise ValueError(f"gaze estimator {estimator} gives {source.gaze_dim}-d features but the model expects "
                          f"{gaze_dim}; choose the estimator the model was built for")

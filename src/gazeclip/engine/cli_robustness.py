@@ -37,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(args.run[0]) / "robustness"
-    results = {}
+    results, shared = {}, {}  # shared: perturbed test sets, computed once for all runs
     try:
         for r in args.run:
             res = robustness_run(r, args.data, kinds, max_items=args.max_items, seed=args.seed, device=args.device,
-                                 progress=not args.quiet, cache_perturbed=not args.no_cache_perturbed)
+                                 progress=not args.quiet, cache_perturbed=not args.no_cache_perturbed,
+                                 shared=shared)
             results[Path(r).name] = res
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip robustness: {e}", file=sys.stderr)

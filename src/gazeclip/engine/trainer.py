@@ -165,9 +165,16 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
         keys = train_s.keys + val_s.keys
         crops = np.concatenate([train_s.crops, val_s.crops])
         model.eval()
-        cache.fill(keys, lambda idx: preprocess(list(crops[idx])).to(device),
-                   lambda x: model.encode_prefix(x).cpu(), rank=rank, world=world, progress=cfg.progress and main)
+        n_new = cache.fill(keys, lambda idx: preprocess(list(crops[idx])).to(device),
+                           lambda x: model.encode_prefix(x).cpu(), rank=rank, world=world,
+                           progress=cfg.progress and main)
         U.barrier()
+    if main:
+        n_faces = int((train_s.n_faces > 0).sum() + (val_s.n_faces > 0).sum())
+        print(f"{cfg.model} on {cfg.backbone}, protocol {protocol.name}: {len(train_s)} train / {len(val_s)} val "
+              f"items ({n_faces} with a face), {len(taxonomy.classes)} classes; "
+              + (f"feature cache {cache.dir} ({n_new} computed here)" if cache else "no feature cache")
+              + (f"; {world} processes" if world > 1 else ""), flush=True)
     augment = Augment(cfg.hflip, cfg.color_jitter)
     train_ds = FaceDataset(train_s, taxonomy, preprocess, cache, augment, cfg.seed)
     val_ds = FaceDataset(val_s, taxonomy, preprocess, cache)
@@ -193,6 +200,10 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, warmup, total_steps, cfg.min_lr_ratio))
     step_fn = _Step(model)
     if distributed and params:
+        import warnings
+
+        # an expanded (1, 1, W) token parameter trips this performance note; it is harmless here
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         step_fn = nn.parallel.DistributedDataParallel(step_fn, find_unused_parameters=cfg.find_unused_parameters)
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": -math.inf, "best_epoch": -1,
