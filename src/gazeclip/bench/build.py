@@ -137,8 +137,6 @@ def check_protocol(p: Protocol, families: dict[str, str]) -> list[str]:
 def _real_items() -> list[tuple[str, np.ndarray, dict]]:
     from gazeclip.weights import REAL_PHOTOS, asset_path
 
-    from .faceops import Landmarker  # noqa: F401
-
     items = []
     for photo in REAL_PHOTOS:
         path = asset_path(photo.asset)

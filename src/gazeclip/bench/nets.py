@@ -1,8 +1,9 @@
 """Small generative networks trained here on MobileStyleGAN faces (64x64, CPU-sized).
 
 Each architecture is deliberately different so that each leaves its own fingerprint:
-transposed-conv DCGAN, resize-conv SN-GAN with hinge loss, a conv VAE, a latent DDPM on the
-VAE's latents, and a RealNVP flow at 32x32.
+transposed-conv DCGAN, resize-conv SN-GAN with hinge loss, a conv VAE with a vector latent
+(`VecVAE`), a latent diffusion model (`MLPDenoiser`, DDPM training, DDIM sampling) on that VAE's
+latents, and a RealNVP flow at 32x32 with a per-pixel actnorm (`PixRealNVP`).
 """
 from __future__ import annotations
 
@@ -80,38 +81,7 @@ class SNDiscriminator(nn.Module):
         return self.fc(self.main(x).flatten(1)).flatten()
 
 
-# ---------------------------------------------------------------- conv VAE with a spatial latent
-
-
-class ConvVAE(nn.Module):
-    """64x64x3 <-> 4x8x8 latent (Gaussian posterior)."""
-
-    def __init__(self, ch: int = 64, zc: int = 4) -> None:
-        super().__init__()
-        self.zc = zc
-        self.enc = nn.Sequential(
-            nn.Conv2d(3, ch, 4, 2, 1), nn.SiLU(),            # 32
-            nn.Conv2d(ch, ch * 2, 4, 2, 1), nn.SiLU(),       # 16
-            nn.Conv2d(ch * 2, ch * 2, 4, 2, 1), nn.SiLU(),   # 8
-            nn.Conv2d(ch * 2, 2 * zc, 3, 1, 1),
-        )
-        self.dec = nn.Sequential(
-            nn.Conv2d(zc, ch * 2, 3, 1, 1), nn.SiLU(),
-            nn.ConvTranspose2d(ch * 2, ch * 2, 4, 2, 1), nn.SiLU(),   # 16
-            nn.ConvTranspose2d(ch * 2, ch, 4, 2, 1), nn.SiLU(),       # 32
-            nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.SiLU(),           # 64
-            nn.Conv2d(ch, 3, 3, 1, 1),
-        )
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.enc(x).chunk(2, dim=1)
-        return mu, logvar.clamp(-10, 10)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dec(z))
-
-
-# ---------------------------------------------------------------- latent DDPM denoiser
+# ---------------------------------------------------------------- diffusion helpers
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -121,51 +91,11 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([a.sin(), a.cos()], dim=1)
 
 
-class LatentDenoiser(nn.Module):
-    """Predicts the noise of a 4x8x8 latent: small conv ResNet with time embedding."""
-
-    def __init__(self, zc: int = 4, ch: int = 128, nblocks: int = 4) -> None:
-        super().__init__()
-        self.ch = ch
-        self.temb = nn.Sequential(nn.Linear(ch, ch), nn.SiLU(), nn.Linear(ch, ch))
-        self.inp = nn.Conv2d(zc, ch, 3, 1, 1)
-        self.blocks = nn.ModuleList()
-        self.tproj = nn.ModuleList()
-        for _ in range(nblocks):
-            self.blocks.append(nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, 1, 1),
-                                             nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, 1, 1)))
-            self.tproj.append(nn.Linear(ch, ch))
-        self.out = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, zc, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        e = self.temb(timestep_embedding(t, self.ch))
-        h = self.inp(x)
-        for blk, tp in zip(self.blocks, self.tproj):
-            h = h + blk(h + tp(e)[:, :, None, None])
-        return self.out(h)
-
-
 def ddpm_schedule(T: int = 400) -> dict[str, torch.Tensor]:
     betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64) * (1000 / T)
     alphas = 1 - betas
     abar = torch.cumprod(alphas, 0)
     return {"betas": betas.float(), "alphas": alphas.float(), "abar": abar.float()}
-
-
-@torch.no_grad()
-def ddpm_sample(model: LatentDenoiser, shape: tuple[int, ...], gen: torch.Generator, T: int = 400) -> torch.Tensor:
-    s = ddpm_schedule(T)
-    x = torch.randn(shape, generator=gen)
-    for t in reversed(range(T)):
-        eps = model(x, torch.full((shape[0],), t, dtype=torch.long))
-        a, ab, b = s["alphas"][t], s["abar"][t], s["betas"][t]
-        mean = (x - b / (1 - ab).sqrt() * eps) / a.sqrt()
-        if t > 0:
-            var = b * (1 - s["abar"][t - 1]) / (1 - ab)
-            x = mean + var.sqrt() * torch.randn(shape, generator=gen)
-        else:
-            x = mean
-    return x
 
 
 # ---------------------------------------------------------------- RealNVP (multi-scale-free, 32x32)

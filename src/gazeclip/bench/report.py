@@ -12,8 +12,9 @@ from gazeclip.data.manifest import REAL, read_manifest
 
 
 def write_grids(data_dir: Path, out_dir: Path, n: int = 8, thumb: int = 96) -> list[Path]:
-    """One grid per class (`bench-<class>.png`, n test-or-any images in a row) and an overview
-    (`bench-overview.png`, one row per class)."""
+    """One grid per class (`bench-<class>.jpg`, its first n images in a row) and an overview
+    (`bench-overview.jpg`, one row per class). JPEG (quality 90) keeps the docs small; these are
+    illustrations, not benchmark data."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_cls: dict[str, list[str]] = defaultdict(list)
@@ -28,11 +29,11 @@ def write_grids(data_dir: Path, out_dir: Path, n: int = 8, thumb: int = 96) -> l
         label = np.full((thumb, 150, 3), 255, np.uint8)
         cv2.putText(label, cls, (4, thumb // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         rows.append(np.concatenate([label, row], 1))
-        p = out_dir / f"bench-{cls}.png"
-        cv2.imwrite(str(p), row)
+        p = out_dir / f"bench-{cls}.jpg"
+        cv2.imwrite(str(p), row, [cv2.IMWRITE_JPEG_QUALITY, 90])
         written.append(p)
-    p = out_dir / "bench-overview.png"
-    cv2.imwrite(str(p), np.concatenate(rows, 0))
+    p = out_dir / "bench-overview.jpg"
+    cv2.imwrite(str(p), np.concatenate(rows, 0), [cv2.IMWRITE_JPEG_QUALITY, 90])
     written.append(p)
     return written
 

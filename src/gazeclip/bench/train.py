@@ -40,7 +40,7 @@ class TrainSpec:
 SPECS: dict[str, TrainSpec] = {
     "dcgan-msg": TrainSpec("dcgan-msg", steps=623, batch=32, seed=101),
     "sngan-msg": TrainSpec("sngan-msg", steps=848, batch=32, seed=102),
-    "vae-msg": TrainSpec("vae-msg", steps=643, batch=32, seed=103, lr=1e-3),
+    "vae-msg": TrainSpec("vae-msg", steps=1790, batch=32, seed=103, lr=1e-3),
     "ldm-msg": TrainSpec("ldm-msg", steps=4000, batch=64, seed=104, lr=5e-4),
     "realnvp-msg": TrainSpec("realnvp-msg", steps=1288, batch=32, seed=105, lr=1e-3),
 }
