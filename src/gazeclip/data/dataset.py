@@ -40,15 +40,6 @@ def build_taxonomy(rows: Sequence[ManifestRow], protocol: Protocol) -> Taxonomy:
                     class_forgery_type={c: ftype[c] for c in classes}, families=tuple(families))
 
 
-def select_rows(rows: Sequence[ManifestRow], protocol: Protocol, split: str) -> list[ManifestRow]:
-    """train/val: rows of the protocol's train classes; test: every class (seen, unseen and real)."""
-    if split == "test":
-        allowed = set(protocol.train_classes) | set(protocol.unseen)
-    else:
-        allowed = set(protocol.train_classes)
-    return [r for r in rows if r.split == split and r.cls in allowed]
-
-
 @dataclass
 class SampleSet:
     """One face per image, as arrays (cheap to index, to save and to hash)."""

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.dataset import FaceDataset, SampleSet, manifest_samples, select_rows
+from ..data.dataset import FaceDataset, SampleSet, manifest_samples
+from ..data.manifest import select_rows
 from ..data.feature_cache import FeatureCache
 from ..data.manifest import Protocol, load_protocol, read_manifest
 from ..models.interface import Taxonomy
@@ -53,7 +54,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
         raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/ or taxonomy.json); "
                                 "finish it with `gazeclip train --out RUN --resume`")
     dev = U.resolve_device(device)
-    model = load_pretrained(run_dir / "model", cfg.model, cfg.clip).to(dev).eval()
+    model = load_pretrained(run_dir / "model", cfg.clip).to(dev).eval()
     cal = run_dir / "calibration.json"
     thr = json.loads(cal.read_text())["unknown_threshold"] if cal.is_file() else None
     return LoadedRun(run_dir, cfg, taxonomy_from_dict(json.loads(tx_path.read_text())), model, dev, thr)

@@ -1,7 +1,6 @@
 """The engine's view of models: create one for a run, load a trained run, and run it over data.
 
-Models come from the registry (`gazeclip.models.create_model`). The name `toy` gives the engine's
-own tiny test model (gazeclip.engine.toy), so engine tests do not depend on the real models.
+Models come from the registry (`gazeclip.models.create_model`).
 """
 from __future__ import annotations
 
@@ -18,28 +17,18 @@ from .config import TrainConfig
 
 
 def create_model(cfg: TrainConfig, taxonomy: Taxonomy) -> nn.Module:
-    if cfg.model == "toy":
-        from .toy import ToyModel
+    from ..models import create_model as registry_create
 
-        return ToyModel(taxonomy, backbone=cfg.backbone, **cfg.model_overrides)
-    try:
-        from ..models import create_model as registry_create
-    except ImportError as e:
-        raise RuntimeError(f"gazeclip.models has no create_model yet ({e}); only --model toy works") from e
     kw = dict(cfg.model_overrides)
     if cfg.clip:
         kw["clip"] = cfg.clip
     return registry_create(cfg.model, backbone=cfg.backbone, taxonomy=taxonomy, **kw)
 
 
-def load_pretrained(model_dir: str | Path, model_name: str, clip: str | None = None) -> nn.Module:
+def load_pretrained(model_dir: str | Path, clip: str | None = None) -> nn.Module:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no trained model; train first with `gazeclip train --out RUN`")
-    if model_name == "toy":
-        from .toy import ToyModel
-
-        return ToyModel.from_pretrained(model_dir)
     from ..models import from_pretrained
 
     return from_pretrained(model_dir, clip=clip)

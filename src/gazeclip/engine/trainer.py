@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data.dataset import Augment, FaceDataset, build_taxonomy, collate, manifest_samples, select_rows
+from ..data.dataset import Augment, FaceDataset, build_taxonomy, collate, manifest_samples
+from ..data.manifest import select_rows
 from ..data.feature_cache import FeatureCache
 from ..data.manifest import load_protocol, read_manifest
 from ..models.interface import Taxonomy

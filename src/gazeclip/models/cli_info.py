@@ -174,7 +174,7 @@ def measure(model_name: str, backbone_name: str, clip=None, estimator: str | Non
 
 def _fmt_table(r: dict) -> str:
     lines = [f"model {r['model']} on backbone {r['backbone']} (prefix_layer {r['prefix_layer']})", "",
-             f"| module | params | trainable |", "|---|---:|---:|"]
+             "| module | params | trainable |", "|---|---:|---:|"]
     for k, v in r["modules"].items():
         lines.append(f"| {k} | {v['params']:,} | {v['trainable']:,} |")
     lines.append(f"| **model total** | **{r['total_params']:,}** | **{r['trainable_params']:,}** |")
