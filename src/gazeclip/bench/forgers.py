@@ -121,48 +121,49 @@ TRAINED_LICENCE = "MIT (trained here); training faces from MobileStyleGAN: " + M
 TRAINED_SOURCE = "gazeclip bench train-forgers (checkpoints/{}.safetensors)"
 
 
-class DCGANMSGForger(TrainedForger):
+class _LatentGANForger(TrainedForger):
+    """A GAN trained here: one generator from a checkpoint, one N(0, I) latent per item."""
+
+    @staticmethod
+    def build(nets, arch: dict) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def load(self):
+        from . import nets
+        from .train import load_checkpoint
+
+        state, meta = load_checkpoint(self.ckpt)
+        g = self.build(nets, meta["arch"])
+        g.load_state_dict(state)
+        return g.eval()
+
+    def one(self, item_seed: int) -> Forged:
+        g = self.model()
+        z = torch.randn(1, g.nz, generator=torch.Generator().manual_seed(item_seed))
+        with torch.no_grad():
+            return Forged(to_uint8(g(z))[0])
+
+
+class DCGANMSGForger(_LatentGANForger):
     ckpt = "dcgan-msg"
     info = ForgerInfo("dcgan-msg", "gan", "entire-synthesis",
                       "DCGAN (transposed convs, BCE loss) trained here on 600 MobileStyleGAN faces, 64 px",
                       TRAINED_SOURCE.format("dcgan-msg"), TRAINED_LICENCE, 64, True)
 
-    def load(self):
-        from . import nets
-        from .train import load_checkpoint
-
-        state, meta = load_checkpoint(self.ckpt)
-        g = nets.DCGANGenerator(nz=meta["arch"]["nz"], ngf=meta["arch"]["ngf"])
-        g.load_state_dict(state)
-        return g.eval()
-
-    def one(self, item_seed: int) -> Forged:
-        g = self.model()
-        z = torch.randn(1, g.nz, generator=torch.Generator().manual_seed(item_seed))
-        with torch.no_grad():
-            return Forged(to_uint8(g(z))[0])
+    @staticmethod
+    def build(nets, arch: dict) -> torch.nn.Module:
+        return nets.DCGANGenerator(nz=arch["nz"], ngf=arch["ngf"])
 
 
-class SNGANMSGForger(TrainedForger):
+class SNGANMSGForger(_LatentGANForger):
     ckpt = "sngan-msg"
     info = ForgerInfo("sngan-msg", "gan", "entire-synthesis",
                       "resize-conv generator + spectral-norm discriminator, hinge loss, trained here, 64 px",
                       TRAINED_SOURCE.format("sngan-msg"), TRAINED_LICENCE, 64, True)
 
-    def load(self):
-        from . import nets
-        from .train import load_checkpoint
-
-        state, meta = load_checkpoint(self.ckpt)
-        g = nets.ResizeConvGenerator(nz=meta["arch"]["nz"], ch=meta["arch"]["ch"])
-        g.load_state_dict(state)
-        return g.eval()
-
-    def one(self, item_seed: int) -> Forged:
-        g = self.model()
-        z = torch.randn(1, g.nz, generator=torch.Generator().manual_seed(item_seed))
-        with torch.no_grad():
-            return Forged(to_uint8(g(z))[0])
+    @staticmethod
+    def build(nets, arch: dict) -> torch.nn.Module:
+        return nets.ResizeConvGenerator(nz=arch["nz"], ch=arch["ch"])
 
 
 def _load_vae():

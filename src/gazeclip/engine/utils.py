@@ -6,7 +6,6 @@ import io
 import json
 import os
 import random
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (the engine's writers)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..faces import geometry as geo
 from ..records import ImageFaces
 
@@ -81,13 +81,4 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray) -> None:
                            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: could not encode the drawing")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, buf.tobytes())

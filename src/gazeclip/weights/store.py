@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..atomic import atomic_write_text
 from .assets import SOURCES, AssetFile, Source, all_files, find
 
 MANIFEST = "manifest.json"
@@ -79,11 +80,7 @@ def read_manifest(root: Path | None = None) -> dict[str, ManifestEntry]:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def _pip_download(source: Source, dest: Path) -> Path:
