@@ -113,8 +113,19 @@ class TrainedForger(Forger):
             TrainedForger._cache[self.ckpt] = self.load()
         return TrainedForger._cache[self.ckpt]
 
-    @abstractmethod
-    def load(self): ...
+    @staticmethod
+    def build(nets, arch: dict) -> torch.nn.Module:
+        """The network of the checkpoint's `arch` metadata (its state dict loads into it as is)."""
+        raise NotImplementedError
+
+    def load(self):
+        from . import nets
+        from .train import load_checkpoint
+
+        state, meta = load_checkpoint(self.ckpt)
+        net = self.build(nets, meta["arch"])
+        net.load_state_dict(state)
+        return net.eval()
 
 
 TRAINED_LICENCE = "MIT (trained here); training faces from MobileStyleGAN: " + MSG_LICENCE
@@ -123,19 +134,6 @@ TRAINED_SOURCE = "gazeclip bench train-forgers (checkpoints/{}.safetensors)"
 
 class _LatentGANForger(TrainedForger):
     """A GAN trained here: one generator from a checkpoint, one N(0, I) latent per item."""
-
-    @staticmethod
-    def build(nets, arch: dict) -> torch.nn.Module:
-        raise NotImplementedError
-
-    def load(self):
-        from . import nets
-        from .train import load_checkpoint
-
-        state, meta = load_checkpoint(self.ckpt)
-        g = self.build(nets, meta["arch"])
-        g.load_state_dict(state)
-        return g.eval()
 
     def one(self, item_seed: int) -> Forged:
         g = self.model()
@@ -166,16 +164,6 @@ class SNGANMSGForger(_LatentGANForger):
         return nets.ResizeConvGenerator(nz=arch["nz"], ch=arch["ch"])
 
 
-def _load_vae():
-    from . import nets
-    from .train import load_checkpoint
-
-    state, meta = load_checkpoint("vae-msg")
-    v = nets.VecVAE(ch=meta["arch"]["ch"], zdim=meta["arch"]["zdim"])
-    v.load_state_dict(state)
-    return v.eval()
-
-
 class VAEMSGForger(TrainedForger):
     ckpt = "vae-msg"
     # design choice, not from the paper: prior sampling temperature 0.8 (reduced-temperature
@@ -185,8 +173,9 @@ class VAEMSGForger(TrainedForger):
                       "convolutional VAE (64-d latent) trained here; decoder of prior samples at temperature 0.8, 64 px",
                       TRAINED_SOURCE.format("vae-msg"), TRAINED_LICENCE, 64, True)
 
-    def load(self):
-        return _load_vae()
+    @staticmethod
+    def build(nets, arch: dict) -> torch.nn.Module:
+        return nets.VecVAE(ch=arch["ch"], zdim=arch["zdim"])
 
     def one(self, item_seed: int) -> Forged:
         v = self.model()
@@ -212,7 +201,7 @@ class LDMMSGForger(TrainedForger):
         a = meta["arch"]
         m = nets.MLPDenoiser(zdim=a["zdim"], width=a["width"], nblocks=a["nblocks"])
         m.load_state_dict({k[len("denoiser."):]: v for k, v in state.items() if k.startswith("denoiser.")})
-        return m.eval(), _load_vae(), state["latent_mean"], state["latent_std"], a["T"]
+        return m.eval(), VAEMSGForger().model(), state["latent_mean"], state["latent_std"], a["T"]
 
     def one(self, item_seed: int) -> Forged:
         from . import nets
@@ -232,15 +221,10 @@ class RealNVPMSGForger(TrainedForger):
                       "RealNVP (per-pixel actnorm, 8 affine couplings on 48x8x8 after two squeezes) trained here, 32 px, T=0.7",
                       TRAINED_SOURCE.format("realnvp-msg"), TRAINED_LICENCE, 32, True)
 
-    def load(self):
-        from . import nets
-        from .train import load_checkpoint
-
-        state, meta = load_checkpoint(self.ckpt)
-        a = meta["arch"]
-        m = (nets.PixRealNVP if a.get("pixnorm") else nets.RealNVP)(k=a["k"], hidden=a["hidden"], res=a["res"])
-        m.load_state_dict(state)
-        return m.eval()
+    @staticmethod
+    def build(nets, arch: dict) -> torch.nn.Module:
+        return (nets.PixRealNVP if arch.get("pixnorm") else nets.RealNVP)(k=arch["k"], hidden=arch["hidden"],
+                                                                          res=arch["res"])
 
     def one(self, item_seed: int) -> Forged:
         from . import nets
