@@ -31,7 +31,7 @@ def cfg(**kw) -> TrainConfig:
 
 
 def final_weights(run: Path) -> dict:
-    return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
 
 
 def test_train_reduces_loss_and_writes_run(syn, tmp_path):
@@ -45,8 +45,8 @@ def test_train_reduces_loss_and_writes_run(syn, tmp_path):
     assert len((run / "log.csv").read_text().strip().splitlines()) == 1 + len(res.history)
     with pytest.raises(FileExistsError):  # a finished run is never overwritten
         train(cfg(epochs=1), syn, run)
-    # the feature cache was filled and used: one .npy per train/val crop
-    assert len(list((syn / ".cache" / "features").rglob("*.npy"))) >= 36
+    # the feature cache was filled and used: one .npz per train/val crop
+    assert len(list((syn / ".cache" / "features").rglob("*.npz"))) >= 36
 
 
 def test_resume_after_interrupt_equals_uninterrupted(syn, tmp_path):
@@ -114,6 +114,6 @@ def test_feature_cache_roundtrip_and_fill(tmp_path):
     want = encode(pix([1]))[0]
     torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-3)  # float16 storage
     assert cache.get("0" * 64) is None
-    # memory-mapped .npy files, one per crop, under the prefix's folder
-    files = list((tmp_path / "tiny-random-L8-S32").rglob("*.npy"))
-    assert len(files) == 4 and np.load(files[0], mmap_mode="r").dtype == np.float16
+    # one .npz file (zip: CRC-checked) per crop, under the prefix's folder
+    files = list((tmp_path / "tiny-random-L8-S32").rglob("*.npz"))
+    assert len(files) == 4 and np.load(files[0])["states"].dtype == np.float16

@@ -2,6 +2,9 @@
 only when used, so `gazeclip --help` stays fast.
 
 A subcommand module provides `add_arguments(parser)` and `run(args) -> int` (the exit code).
+An input problem (`gazeclip.errors.GazeclipError`: a damaged or unsafe file, an unreadable image,
+a pretrained file that fails its hash) that a subcommand does not handle itself is printed here as
+one line naming the file, without a traceback, and the exit code is 1.
 """
 from __future__ import annotations
 
@@ -56,4 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 0
-    return int(importlib.import_module(args._module).run(args) or 0)
+    from .errors import GazeclipError
+
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except GazeclipError as e:
+        print(f"gazeclip {args.command}: {e}", file=sys.stderr)
+        return 1

@@ -122,28 +122,22 @@ def default_protocols(generators: tuple[str, ...]) -> list[Protocol]:
 
 
 def check_protocol(p: Protocol, families: dict[str, str]) -> list[str]:
-    """Problems with a protocol given generator -> family (empty list when consistent)."""
-    errs = []
-    if set(p.seen) & set(p.unseen):
-        errs.append(f"{p.name}: {sorted(set(p.seen) & set(p.unseen))} both seen and unseen")
-    unknown = (set(p.seen) | set(p.unseen)) - set(families)
-    if unknown:
-        errs.append(f"{p.name}: unknown generators {sorted(unknown)}")
-    if REAL in p.seen or REAL in p.unseen:
-        errs.append(f"{p.name}: 'real' is not a generator")
-    return errs
+    """Problems with a protocol given generator -> family (empty list when consistent); the same
+    checks every reader of protocols.yaml applies (`gazeclip.data.manifest.protocol_problems`)."""
+    from gazeclip.data.manifest import protocol_problems
+
+    return protocol_problems(p, families)
 
 
 def _real_items() -> list[tuple[str, np.ndarray, dict]]:
+    from gazeclip.faces.io import load_image
     from gazeclip.weights import REAL_PHOTOS, asset_path
 
     items = []
     for photo in REAL_PHOTOS:
         path = asset_path(photo.asset)
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"{path}: cannot read real photo {photo.asset}; run `gazeclip weights pull`")
-        items.append((photo.identity, img[:, :, ::-1].copy(),
+        img = load_image(path)  # the one decoder: identical pixels to cv2.imread here (checked on all 8)
+        items.append((photo.identity, img,
                       {"asset": photo.asset, "rights": photo.rights, "file": Path(path).name}))
     return items
 

@@ -13,9 +13,9 @@ from gazeclip.data.manifest import REAL, ManifestRow, read_manifest
 
 def dhash_bits(path: Path, size: int = 16) -> np.ndarray:
     """Difference hash (size x size bits, packed to uint8) of the greyscale image, numpy + cv2 only."""
-    g = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if g is None:
-        raise FileNotFoundError(f"{path}: cannot read image")
+    from gazeclip.faces.io import load_image
+
+    g = cv2.cvtColor(load_image(path), cv2.COLOR_RGB2GRAY)  # the one decoder (pixel limit, errors by name)
     s = cv2.resize(g, (size + 1, size), interpolation=cv2.INTER_AREA).astype(np.int16)
     return np.packbits((s[:, 1:] > s[:, :-1]).ravel())
 
@@ -68,10 +68,9 @@ class ShortcutReport:
 
 
 def _read_header(path: Path) -> tuple[str, tuple[int, int], str]:
-    from PIL import Image
+    from gazeclip.faces.io import image_header
 
-    with Image.open(path) as im:
-        return im.format or "?", im.size, im.mode
+    return image_header(path)
 
 
 def shortcut_report(data_dir: Path, rows: list[ManifestRow] | None = None, seed: int = 0) -> ShortcutReport:

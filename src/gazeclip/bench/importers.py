@@ -11,7 +11,9 @@
 
 Paths in the manifest stay relative to the dataset root; images are not copied or re-encoded, so
 the format-shortcut guarantee of `bench build` does NOT hold for imported data (the manifest's
-`source` column says `import:*`).
+`source` column says `import:*`). Manifest paths must stay inside the data folder (no `..`): with
+`--out` elsewhere than the root, `OUT/images` is made a symbolic link to the root and the paths
+start with `images/`. CSV rows naming absolute paths or `..` are refused.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from gazeclip.data.manifest import REAL, ManifestRow, write_manifest
+from gazeclip.data.manifest import REAL, ManifestRow, path_problem, write_manifest
+from gazeclip.errors import UnsafeFileError
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -118,6 +121,10 @@ def import_owdfa_csv(root: Path, csvs: list[Path], mapping: dict[str, dict], see
                 if len(rec) < 2:
                     raise ValueError(f"{c}:{i + 1}: expected `path,label`")
                 path, label = rec[0].strip(), rec[1].strip()
+                why = path_problem(path)
+                if why:
+                    raise UnsafeFileError(f"{c}:{i + 1}", f"{why}; only files inside the dataset root {root} are "
+                                          "imported", "list paths relative to the dataset root, without ..")
                 m = mapping.get(label, {})
                 cls = m.get("class") or (label if not label.isdigit() else f"label-{label}")
                 items.append({"rel": path, "cls": cls, "split": split, "family": m.get("family", ""),
@@ -175,7 +182,20 @@ def import_dataset(kind: str, root: Path, out: Path | None = None, mapping: Path
         import dataclasses
         import os
 
-        rows = [dataclasses.replace(r, path=Path(os.path.relpath(root.resolve() / r.path, out.resolve())).as_posix())
-                for r in rows]
+        rel = [Path(os.path.relpath(root.resolve() / r.path, out.resolve())).as_posix() for r in rows]
+        if any(path_problem(p) for p in rel):  # the root is not below OUT: reach it through OUT/images
+            link = out / LINK_NAME
+            out.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() and link.resolve() == root.resolve():
+                pass
+            elif link.exists() or link.is_symlink():
+                raise ValueError(f"{link}: exists and is not a link to {root}; choose another --out")
+            else:
+                link.symlink_to(root.resolve(), target_is_directory=True)
+            rel = [f"{LINK_NAME}/{r.path}" for r in rows]
+        rows = [dataclasses.replace(r, path=p) for r, p in zip(rows, rel)]
     write_manifest(rows, out / "manifest.csv")
     return rows
+
+
+LINK_NAME = "images"  # OUT/images -> the dataset root, when --out is not above the root

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from gazeclip.data.manifest import REAL, read_manifest
+from gazeclip.faces.io import load_image
 
 
 def write_grids(data_dir: Path, out_dir: Path, n: int = 8, thumb: int = 96) -> list[Path]:
@@ -22,7 +23,7 @@ def write_grids(data_dir: Path, out_dir: Path, n: int = 8, thumb: int = 96) -> l
         by_cls[r.cls].append(r.path)
     rows, written = [], []
     for cls, paths in by_cls.items():
-        ims = [cv2.resize(cv2.imread(str(data_dir / p)), (thumb, thumb), interpolation=cv2.INTER_AREA)
+        ims = [cv2.resize(load_image(data_dir / p)[:, :, ::-1], (thumb, thumb), interpolation=cv2.INTER_AREA)
                for p in sorted(paths)[:n]]
         ims += [np.full((thumb, thumb, 3), 255, np.uint8)] * (n - len(ims))
         row = np.concatenate(ims, 1)

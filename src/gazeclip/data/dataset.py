@@ -93,17 +93,10 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """uint8 RGB; uses gazeclip.faces.load_image (EXIF, CMYK, 16-bit...) when present."""
-    try:
-        from ..faces import load_image  # type: ignore[attr-defined]
-    except ImportError:
-        load_image = None
-    if load_image is not None:
-        return load_image(path)
-    from PIL import Image, ImageOps
+    """uint8 RGB through gazeclip's one image decoder (EXIF, CMYK, 16-bit, the pixel limit)."""
+    from ..faces.io import load_image
 
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
+    return load_image(path)
 
 
 class FaceGazeSource:
@@ -357,11 +350,19 @@ def collate(items: list[dict]) -> tuple[Batch, Pending | None, torch.Tensor]:
 
 # ---------------------------------------------------------------- sample sets cached on disk
 def samples_key(rows: Sequence[ManifestRow], mode: str, estimator: str, size: int, gaze_dim: int,
-                pipeline: str = "") -> str:
-    """Changes with the rows' content, the face/gaze settings (`pipeline`) and the crop size."""
-    h = hashlib.sha256(f"v1|{mode}|{estimator}|{size}|{gaze_dim}|{pipeline}".encode())
+                pipeline: str = "", data_dir: str | Path | None = None) -> str:
+    """Changes with the rows, the face/gaze settings (`pipeline`), the crop size and, given
+    `data_dir`, each file's size and modification time (so an edited image is never served from
+    the cache; the manifest's sha256 alone is not checked against the file)."""
+    h = hashlib.sha256(f"v2|{mode}|{estimator}|{size}|{gaze_dim}|{pipeline}".encode())
     for r in rows:
         h.update(f"|{r.path}:{r.sha256}".encode())
+        if data_dir is not None:
+            try:
+                st = (Path(data_dir) / r.path).stat()
+                h.update(f":{st.st_size}:{st.st_mtime_ns}".encode())
+            except OSError:
+                h.update(b":missing")  # reported by name when the set is built
     return h.hexdigest()[:32]
 
 
@@ -382,10 +383,23 @@ def save_samples(s: SampleSet, path: Path) -> None:
 
 
 def load_samples(path: Path) -> SampleSet:
-    z = np.load(path, allow_pickle=False)
-    return SampleSet([str(p) for p in z["paths"]], [str(c) for c in z["classes"]], z["crops"], z["gaze_vector"],
-                     z["gaze_pitchyaw"], z["gaze_features"], z["gaze_valid"], z["region_boxes"], z["n_faces"],
-                     [str(k) for k in z["keys"]])
+    """A saved SampleSet; `DamagedFileError` when the file is truncated, fails its zip CRC, or its
+    arrays do not agree in length."""
+    from ..errors import DamagedFileError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            s = SampleSet([str(p) for p in z["paths"]], [str(c) for c in z["classes"]], z["crops"],
+                          z["gaze_vector"], z["gaze_pitchyaw"], z["gaze_features"], z["gaze_valid"],
+                          z["region_boxes"], z["n_faces"], [str(k) for k in z["keys"]])
+    except Exception as e:  # noqa: BLE001 - zip, CRC, header and missing-key errors all mean "damaged"
+        raise DamagedFileError(path, f"damaged sample cache ({type(e).__name__}: {str(e)[:80]})",
+                               "delete it; it is rebuilt") from None
+    n = len(s.paths)
+    if any(len(a) != n for a in (s.classes, s.crops, s.gaze_vector, s.gaze_pitchyaw, s.gaze_features,
+                                 s.gaze_valid, s.region_boxes, s.n_faces, s.keys)):
+        raise DamagedFileError(path, "damaged sample cache (arrays of different lengths)", "delete it; it is rebuilt")
+    return s
 
 
 def manifest_samples(rows: Sequence[ManifestRow], data_dir: str | Path, mode: str, estimator: str, size: int,
@@ -404,9 +418,19 @@ def manifest_samples(rows: Sequence[ManifestRow], data_dir: str | Path, mode: st
 
         pipeline = json.dumps({"faces": source.analyzer.config(), "gaze": source.estimator.config()},
                               sort_keys=True, default=str)
-    path = cache_dir / f"{samples_key(rows, mode, estimator, size, gd, pipeline)}.npz"
+    path = cache_dir / f"{samples_key(rows, mode, estimator, size, gd, pipeline, data_dir)}.npz"
     if path.is_file():
-        return load_samples(path)
+        from ..errors import DamagedFileError
+
+        try:
+            s = load_samples(path)
+            if s.paths == [r.path for r in rows]:
+                return s
+        except DamagedFileError:
+            pass
+        if not build:
+            return None
+        path.unlink(missing_ok=True)  # damaged or not these rows: rebuilt below
     if not build:
         return None
     if gaze_dim and source.gaze_dim != gaze_dim:

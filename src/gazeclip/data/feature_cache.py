@@ -2,9 +2,12 @@
 
 The image tower is frozen below the model's first adapted block (`model.prefix_layer`) and a face
 crop never changes, so the hidden states entering that block are a pure function of the crop's
-pixels. They are computed once, stored on disk keyed by the crop's content hash (one `.npy` per
-crop, under a folder named after the frozen prefix: backbone, layer, input size), and read back
-memory-mapped. Training then runs only the upper blocks.
+pixels. They are computed once, stored on disk keyed by the crop's content hash (one `.npz` per
+crop, under a folder named after the frozen prefix: backbone, weights digest, layer, input size).
+Training then runs only the upper blocks.
+
+An entry is checked when read (zip CRC, dtype, shape agreeing with the other entries, finite
+values); a damaged entry counts as missing and `fill` writes it again.
 
 Pixel-changing augmentation (flip, colour jitter) gives different pixels, hence different hidden
 states: such items bypass the cache and are encoded on the fly (see `FaceDataset`).
@@ -29,33 +32,56 @@ class FeatureCache:
         self.dir = Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dtype = np.dtype(dtype)
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.damaged = 0
+        self.shape: tuple[int, ...] | None = None  # of every entry: set by the first good one
 
     def path(self, key: str) -> Path:
-        return self.dir / key[:2] / f"{key}.npy"
+        return self.dir / key[:2] / f"{key}.npz"
 
     def __contains__(self, key: str) -> bool:
-        return self.path(key).is_file()
+        return self._read(key) is not None
+
+    def _read(self, key: str) -> np.ndarray | None:
+        """The stored states, or None when missing or damaged (zip CRC, dtype, shape, NaN/Inf)."""
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                arr = z["states"]
+        except Exception:  # noqa: BLE001 - truncated, bad CRC, not a zip: damaged, written again
+            self.damaged += 1
+            return None
+        if (arr.dtype != self.dtype or arr.ndim != 2 or (self.shape is not None and arr.shape != self.shape)
+                or not np.isfinite(arr).all()):
+            self.damaged += 1
+            return None
+        if self.shape is None:
+            self.shape = arr.shape
+        return arr
 
     def get(self, key: str) -> torch.Tensor | None:
-        p = self.path(key)
-        try:
-            arr = np.load(p, mmap_mode="r")
-        except (FileNotFoundError, ValueError, OSError):
+        arr = self._read(key)
+        if arr is None:
             self.misses += 1
             return None
         self.hits += 1
-        return torch.from_numpy(np.array(arr, dtype=np.float32))
+        return torch.from_numpy(arr.astype(np.float32))
 
     def put(self, key: str, states: np.ndarray | torch.Tensor) -> None:
         if isinstance(states, torch.Tensor):
             states = states.detach().float().cpu().numpy()
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".", suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, states.astype(self.dtype))
-        os.replace(tmp, p)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".", suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, states=states.astype(self.dtype))  # zip: a CRC per entry
+            os.replace(tmp, p)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     def fill(self, keys: Sequence[str], pixels_of: Callable[[list[int]], torch.Tensor],
              encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 32, rank: int = 0,

@@ -1,5 +1,9 @@
 """The dataset manifest: one row per image, the contract between `bench` (writes) and
 `engine` (reads). `DIR/manifest.csv` + `DIR/protocols.yaml`, images under `DIR/<class>/`.
+
+Both files are validated when read, since data folders are shared: every manifest path must stay
+inside the data folder (relative, no `..`, `safe_relpath`), splits are exactly train/val/test, a
+path is listed once; protocols name generators once, never `real`, never both seen and unseen.
 """
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
+
+from ..errors import DamagedFileError, UnsafeFileError
 
 REAL = "real"
 SPLITS = ("train", "val", "test")
@@ -49,23 +55,72 @@ def write_manifest(rows: list[ManifestRow], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def path_problem(rel: str) -> str | None:
+    """Why `rel` may not name a file of a data folder (None when it may): it must be a relative
+    POSIX path that stays inside the folder (no `..`, no absolute or drive paths, no NUL)."""
+    if not rel or not rel.strip():
+        return "an empty path"
+    if "\0" in rel:
+        return "a path with a NUL character"
+    if "\\" in rel:
+        return f"{rel!r} uses backslashes; write paths with /"
+    if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+        return f"{rel!r} is an absolute path"
+    if any(part == ".." for part in rel.split("/")):
+        return f"{rel!r} leaves the data folder (..)"
+    return None
+
+
+def safe_relpath(data_dir: str | Path, rel: str, source: str | Path | None = None) -> Path:
+    """`data_dir / rel`, refusing any `rel` that does not stay inside `data_dir` (`path_problem`).
+    `source` (the manifest or CSV the path came from) is named in the error."""
+    why = path_problem(rel)
+    if why:
+        raise UnsafeFileError(source or data_dir, f"{why}; gazeclip reads only files inside the data folder",
+                              "list paths relative to the data folder, without ..")
+    return Path(data_dir) / rel
+
+
 def read_manifest(path: Path) -> list[ManifestRow]:
+    """The rows of `DIR/manifest.csv`, validated: paths inside DIR, splits exactly train/val/test,
+    every path once. Errors name the file and line."""
     path = Path(path)
     if path.is_dir():
         path = path / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest; build one with `gazeclip bench build` or "
                                 "`gazeclip bench import`")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"path", "class", "family", "forgery_type", "split"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: manifest lacks columns {sorted(missing)}")
-        names = {f.name for f in fields(ManifestRow)}
-        rows = []
-        for rec in reader:
-            rec["cls"] = rec.pop("class")
-            rows.append(ManifestRow(**{k: rec.get(k, "") or "" for k in names}))
+    fix = "fix the row, or rebuild it with `gazeclip bench build` / `gazeclip bench import`"
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"path", "class", "family", "forgery_type", "split"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: manifest lacks columns {sorted(missing)}")
+            names = {f.name for f in fields(ManifestRow)}
+            rows, first_line = [], {}
+            for rec in reader:
+                line = reader.line_num
+                rec["cls"] = rec.pop("class")
+                row = ManifestRow(**{k: rec.get(k, "") or "" for k in names})
+                why = path_problem(row.path)
+                if why:
+                    raise UnsafeFileError(f"{path}:{line}", f"{why}; gazeclip reads only files inside the data "
+                                          "folder", "list paths relative to the data folder, without ..")
+                if row.split not in SPLITS:
+                    raise DamagedFileError(f"{path}:{line}", f"split {row.split!r} is not one of "
+                                           f"{', '.join(SPLITS)} (exactly, lower case)", fix)
+                if not row.cls:
+                    raise DamagedFileError(f"{path}:{line}", "empty class", fix)
+                if row.path in first_line:
+                    raise DamagedFileError(f"{path}:{line}", f"{row.path!r} is listed again (first on line "
+                                           f"{first_line[row.path]})", "list every image once")
+                first_line[row.path] = line
+                rows.append(row)
+    except UnicodeDecodeError as e:
+        raise DamagedFileError(path, f"not UTF-8 text ({e.reason})", fix) from None
+    except csv.Error as e:
+        raise DamagedFileError(path, f"not a valid CSV file ({e})", fix) from None
     return rows
 
 
@@ -93,20 +148,68 @@ def write_protocols(protocols: list[Protocol], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def protocol_problems(p: Protocol, families: dict[str, str] | None = None) -> list[str]:
+    """Problems with a protocol (empty list when consistent): a generator named twice, a class both
+    seen and unseen, `real` among the generators, and, given generator -> family, unknown names."""
+    errs = []
+    for kind, names in (("seen", p.seen), ("unseen", p.unseen)):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            errs.append(f"{p.name}: {dup} listed twice in {kind}")
+    if set(p.seen) & set(p.unseen):
+        errs.append(f"{p.name}: {sorted(set(p.seen) & set(p.unseen))} both seen and unseen")
+    if families is not None:
+        unknown = (set(p.seen) | set(p.unseen)) - set(families) - {REAL}
+        if unknown:
+            errs.append(f"{p.name}: unknown generators {sorted(unknown)}")
+    if REAL in p.seen or REAL in p.unseen:
+        errs.append(f"{p.name}: 'real' is not a generator")
+    return errs
+
+
 def read_protocols(path: Path) -> dict[str, Protocol]:
+    """Every protocol of `DIR/protocols.yaml`, validated (`protocol_problems`); errors name the file."""
     path = Path(path)
     if path.is_dir():
         path = path / "protocols.yaml"
-    data = yaml.safe_load(path.read_text()) or {}
-    return {name: Protocol(name, tuple(v.get("seen", [])), tuple(v.get("unseen", [])), v.get("description", ""))
-            for name, v in data.items()}
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no protocols; build the data folder with `gazeclip bench build` or "
+                                "write protocols.yaml (see docs/bench.md)")
+    fix = "fix protocols.yaml (see docs/bench.md) or rebuild it with `gazeclip bench build`"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DamagedFileError(path, f"not valid YAML ({str(e).splitlines()[0]})", fix) from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(path, "expected a mapping of protocol name -> {seen, unseen, description}", fix)
+    out = {}
+    for name, v in data.items():
+        v = v or {}
+        lists = {k: v.get(k, []) if isinstance(v, dict) else None for k in ("seen", "unseen")}
+        if not isinstance(v, dict) or not all(isinstance(x, list) and all(isinstance(n, str) for n in x)
+                                              for x in lists.values()):
+            raise DamagedFileError(path, f"protocol {name!r} must map seen/unseen to lists of generator names", fix)
+        p = Protocol(str(name), tuple(lists["seen"]), tuple(lists["unseen"]), str(v.get("description", "") or ""))
+        errs = protocol_problems(p)
+        if errs:
+            raise DamagedFileError(path, "; ".join(errs), fix)
+        out[p.name] = p
+    return out
 
 
-def load_protocol(data_dir: Path, name: str) -> Protocol:
+def load_protocol(data_dir: Path, name: str, rows: list[ManifestRow] | None = None) -> Protocol:
+    """One protocol of `DATA/protocols.yaml`, validated; given the manifest rows, also checked
+    against the classes the manifest has."""
     protocols = read_protocols(Path(data_dir))
     if name not in protocols:
         raise ValueError(f"{data_dir}/protocols.yaml has no protocol {name!r}; known: {', '.join(protocols)}")
-    return protocols[name]
+    p = protocols[name]
+    if rows is not None:
+        errs = protocol_problems(p, {r.cls: r.family for r in rows})
+        if errs:
+            raise DamagedFileError(Path(data_dir) / "protocols.yaml", "; ".join(errs) + " (not in manifest.csv)",
+                                   "fix protocols.yaml or the manifest")
+    return p
 
 
 def select_rows(rows: list[ManifestRow], protocol: Protocol, split: str) -> list[ManifestRow]:

@@ -33,9 +33,9 @@ def perturb(img: np.ndarray, kind: str, severity: int, rng: np.random.Generator 
     if kind == "jpeg":
         buf = io.BytesIO()
         pil.save(buf, format="JPEG", quality=int(level))
-        buf.seek(0)
-        with Image.open(buf) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        from ..faces.io import decode_image
+
+        return decode_image(buf.getvalue(), f"<JPEG quality {int(level)}>")
     if kind == "blur":
         return np.asarray(pil.filter(ImageFilter.GaussianBlur(level * img.shape[0] / 224.0)), dtype=np.uint8)
     if kind == "noise":

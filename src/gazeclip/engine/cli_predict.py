@@ -6,14 +6,16 @@
     {"path": "folder/coffee.png", "faces": 0}
     {"path": "folder/broken.jpg", "error": "..."}
 
-The exit code is 1 when any file could not be read (all others are still processed).
+The exit code is 1 when any file could not be read (all others are still processed), 2 when no
+image file was given or found.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
+
+from .. import safejson
 
 CSV_COLUMNS = ["path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator",
                "gaze_pitch", "gaze_yaw", "faces", "error"]
@@ -32,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _human(rec: dict) -> str:
     if "error" in rec:
-        return f"{rec['path']}: ERROR {rec['error']}"
+        face = f" face {rec['face']}" if "face" in rec else ""
+        return f"{rec['path']}{face}: ERROR {rec['error']}"
     if rec.get("faces") == 0:
         return f"{rec['path']}: no face"
     g = rec["gaze"]
@@ -44,13 +47,18 @@ def _human(rec: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .evaluate import load_run
-    from .predict import predict_paths
+    from .predict import expand_paths, predict_paths
 
     try:
         run_ = load_run(args.run, args.device)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip predict: {e}", file=sys.stderr)
         return 1
+    files = expand_paths(args.paths)
+    if not files:
+        print(f"gazeclip predict: no image files in {', '.join(args.paths)}; give image files, or folders holding "
+              ".jpg/.png/.webp/... images", file=sys.stderr)
+        return 2
     failed = 0
     writer = fh = None
     if args.csv:
@@ -58,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         writer.writeheader()
     try:
-        for rec in predict_paths(run_, args.paths, face_cache_dir=args.face_cache,
+        for rec in predict_paths(run_, files, face_cache_dir=args.face_cache,
                                  progress=not args.quiet and not args.json):
             failed += "error" in rec
             if args.json:
-                print(json.dumps(rec), flush=True)
+                print(safejson.dumps(rec), flush=True)
             elif writer is not None:
                 flat = {k: v for k, v in rec.items() if k != "gaze"}
                 if rec.get("gaze"):

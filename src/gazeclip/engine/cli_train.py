@@ -66,17 +66,17 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .trainer import load_run_config, train
+    from .trainer import load_run_config, read_run_yaml, train
 
     cfg = resolve_config(args)
     data = args.data
-    if args.resume and data is None and (Path(args.out) / "config.yaml").is_file():
-        data = yaml.safe_load((Path(args.out) / "config.yaml").read_text()).get("data")
-        cfg = load_run_config(args.out).replace(progress=cfg.progress)
-    if data is None:
-        print("gazeclip train: --data DIR is required (a folder with manifest.csv)", file=sys.stderr)
-        return 2
     try:
+        if args.resume and data is None and (Path(args.out) / "config.yaml").is_file():
+            data = read_run_yaml(args.out).get("data")
+            cfg = load_run_config(args.out).replace(progress=cfg.progress)
+        if data is None:
+            print("gazeclip train: --data DIR is required (a folder with manifest.csv)", file=sys.stderr)
+            return 2
         res = train(cfg, data, args.out, resume=args.resume)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"gazeclip train: {e}", file=sys.stderr)

@@ -22,7 +22,12 @@ def _eval_is_current(run_dir: Path, data_dir: Path, protocol: str | None) -> boo
     m = run_dir / "eval" / "metrics.json"
     if not m.is_file() or not (run_dir / "eval" / "predictions.npz").is_file():
         return False
-    meta = json.loads(m.read_text())
+    try:
+        meta = json.loads(m.read_text())
+    except (UnicodeDecodeError, ValueError):
+        return False  # damaged: evaluated again
+    if not isinstance(meta, dict):
+        return False
     same_data = meta.get("data") == str(Path(data_dir).resolve())
     return same_data and (protocol is None or meta.get("protocol") == protocol) and \
         m.stat().st_mtime >= (run_dir / "model").stat().st_mtime
@@ -37,12 +42,14 @@ def run_eval_data(run_dir: Path, data_dir: Path, protocol: str | None, device: s
     run_dir = Path(run_dir)
     if not (reuse and _eval_is_current(run_dir, data_dir, protocol)):
         evaluate(run_dir, data_dir, protocol, device=device, progress=progress)
-    meta = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    from .runfolder import read_json_file, read_taxonomy
+
+    meta = read_json_file(run_dir / "eval" / "metrics.json")
     preds, extra = Predictions.load(run_dir / "eval" / "predictions.npz")
-    tx = json.loads((run_dir / "taxonomy.json").read_text())
+    tx = read_taxonomy(run_dir / "taxonomy.json")
     rows = read_manifest(data_dir)
-    proto = load_protocol(data_dir, meta["protocol"])
-    d = EvalData([str(c) for c in extra["classes"]], tx["classes"], tx["families"], {r.cls: r.family for r in rows},
+    proto = load_protocol(data_dir, meta["protocol"], rows)
+    d = EvalData([str(c) for c in extra["classes"]], list(tx.classes), list(tx.families), {r.cls: r.family for r in rows},
                  list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding)
     return d, meta, extra["paths"]
 

@@ -70,6 +70,18 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{source}: unknown keys {unknown}; known keys: {', '.join(sorted(names))}")
         d = dict(d)
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in fields(cls)}
+        for k, v in d.items():  # YAML reads 1e-3 as a string: accept numbers written that way
+            if isinstance(defaults.get(k), float) and isinstance(v, str):
+                try:
+                    d[k] = float(v)
+                except ValueError:
+                    pass
+        bad = [f"{k}={d[k]!r} (expected {_kind(defaults[k])})" for k in defaults
+               if k in d and not _fits(d[k], defaults[k])]
+        if bad:
+            raise ValueError(f"{source}: wrong type for {', '.join(bad)}")
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         return cls(**d)
@@ -86,6 +98,26 @@ class TrainConfig:
 
     def replace(self, **kw) -> "TrainConfig":
         return dataclasses.replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+def _fits(value, default) -> bool:
+    """Does `value` have the type of a field whose default is `default`? (a damaged or hand-edited
+    config gives a one-line error instead of a failure deep inside training)"""
+    if default is None:
+        return value is None or isinstance(value, str)  # the optional paths
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
+
+
+def _kind(default) -> str:
+    return "a path or null" if default is None else "a list" if isinstance(default, tuple) else type(default).__name__
 
 
 def help_table() -> str:

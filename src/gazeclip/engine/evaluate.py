@@ -2,7 +2,6 @@
 per-item predictions (predictions.npz, reused by `compare`)."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,26 +44,37 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
-    from .trainer import load_run_config, taxonomy_from_dict
+    """The one loader of a run folder: every file is validated and a damaged one raises a
+    `DamagedFileError` naming it. The model's own taxonomy (stored with its weights and checked
+    against their digest) is the label space; a `taxonomy.json` that disagrees is refused."""
+    from ..errors import DamagedFileError
+    from .runfolder import read_calibration, read_taxonomy, same_taxonomy
+    from .trainer import load_run_config
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    tx_path = run_dir / "taxonomy.json"
-    if not (run_dir / "model").is_dir() or not tx_path.is_file():
-        raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/ or taxonomy.json); "
+    if not (run_dir / "model").is_dir():
+        raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/); "
                                 "finish it with `gazeclip train --out RUN --resume`")
+    tx_path, cal = run_dir / "taxonomy.json", run_dir / "calibration.json"
+    stored = read_taxonomy(tx_path) if tx_path.is_file() else None
+    thr = read_calibration(cal) if cal.is_file() else None
     dev = U.resolve_device(device)
     model = load_pretrained(run_dir / "model", cfg.clip).to(dev).eval()
-    cal = run_dir / "calibration.json"
-    thr = json.loads(cal.read_text())["unknown_threshold"] if cal.is_file() else None
-    return LoadedRun(run_dir, cfg, taxonomy_from_dict(json.loads(tx_path.read_text())), model, dev, thr)
+    taxonomy = getattr(model, "taxonomy", None) or stored
+    if taxonomy is None:
+        raise FileNotFoundError(f"{tx_path}: missing; finish the run with `gazeclip train --out RUN --resume`")
+    if stored is not None and not same_taxonomy(stored, taxonomy):
+        raise DamagedFileError(tx_path, "does not match the taxonomy stored with model/ (a reordered or edited list "
+                               "would rename generators)", "restore it, or delete it to use the model's own")
+    return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr)
 
 
 def test_set(run: LoadedRun, data_dir: str | Path, protocol: str | None = None,
              progress: bool = False) -> tuple[SampleSet, Protocol, dict[str, str]]:
     data_dir = Path(data_dir)
     rows = read_manifest(data_dir)
-    proto = load_protocol(data_dir, protocol or run.cfg.protocol)
+    proto = load_protocol(data_dir, protocol or run.cfg.protocol, rows)
     missing = [c for c in run.taxonomy.classes if c not in proto.train_classes]
     if missing:
         raise ValueError(f"{data_dir}/protocols.yaml: protocol {proto.name} does not see {missing}, which the run "
@@ -108,7 +118,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = N
     m.update(run=str(run.run_dir), model=run.cfg.model, backbone=run.cfg.backbone, protocol=proto.name,
              data=str(Path(data_dir).resolve()), unseen=list(proto.unseen))
     out.mkdir(parents=True, exist_ok=True)
-    U.atomic_write_json(out / "metrics.json", _finite(m))
+    U.atomic_write_json(out / "metrics.json", m)  # NaN/Infinity (undefined metrics) written as null
     preds.save(out / "predictions.npz", classes=np.array(samples.classes), paths=np.array(samples.paths))
     from ..viz.plots import confusion_png, roc_png
 
@@ -119,17 +129,6 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = N
     roc_png({"all": (y, preds.p_fake), "unseen only": (y[um], preds.p_fake[um])}, out / "roc.png")
     U.atomic_write_text(out / "report.md", report_md(m, run))
     return m
-
-
-def _finite(m: dict) -> dict:
-    """JSON has no NaN: undefined metrics (e.g. no unseen items) become null."""
-    def f(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: f(x) for k, x in v.items()}
-        return v
-    return {k: f(v) for k, v in m.items()}
 
 
 def fmt(v) -> str:

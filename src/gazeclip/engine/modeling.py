@@ -38,11 +38,12 @@ def load_model_weights(model: nn.Module, model_dir: str | Path) -> None:
     """Load the trainable weights a `save_pretrained` folder holds into an existing model (no rebuild)."""
     model_dir = Path(model_dir)
     if (model_dir / "model.safetensors").is_file() and hasattr(model, "load_trainable_state_dict"):
-        from safetensors.torch import load_file
+        from ..models.registry import read_pretrained_weights
 
-        model.load_trainable_state_dict(load_file(str(model_dir / "model.safetensors")))
+        model.load_trainable_state_dict(read_pretrained_weights(model_dir))  # checked against its digest
     elif (model_dir / "trainable.pt").is_file():
-        model.load_state_dict(torch.load(model_dir / "trainable.pt"), strict=False)
+        model.load_state_dict(torch.load(model_dir / "trainable.pt", map_location="cpu", weights_only=True),
+                              strict=False)
     else:
         raise FileNotFoundError(f"{model_dir}: no saved weights (model.safetensors)")
 
@@ -125,9 +126,16 @@ class Predictions:
 
     @classmethod
     def load(cls, path: Path) -> tuple["Predictions", dict]:
-        z = np.load(path, allow_pickle=False)
-        p = cls(z["attribution_logits"], z["family_logits"], z["p_fake"], z["embedding"])
-        extra = {k: z[k] for k in z.files if k not in ("attribution_logits", "family_logits", "p_fake", "embedding")}
+        from ..errors import DamagedFileError
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                p = cls(z["attribution_logits"], z["family_logits"], z["p_fake"], z["embedding"])
+                extra = {k: z[k] for k in z.files
+                         if k not in ("attribution_logits", "family_logits", "p_fake", "embedding")}
+        except Exception as e:  # noqa: BLE001 - zip, CRC, pickle and missing-key errors all mean "damaged"
+            raise DamagedFileError(path, f"damaged predictions ({type(e).__name__}: {str(e)[:80]})",
+                                   "delete it and run `gazeclip eval` again") from None
         return p, extra
 
 

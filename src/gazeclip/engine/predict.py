@@ -4,7 +4,10 @@ One record per face:
     {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator",
      "gaze": {"pitch", "yaw"}}          (gaze in degrees, normalised frame; null when not estimated)
 one per readable file without a face: {"path", "faces": 0}
-one per unreadable file:               {"path", "error"}
+one per unreadable file:               {"path", "error"}   (broken links found in folders included)
+one per face whose model output is not finite (NaN/Inf: damaged weights): {"path", "face", "error"}
+
+Records come in the order of the inputs; a file listed twice gives its records twice.
 """
 from __future__ import annotations
 
@@ -18,17 +21,11 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[str]:
-    """Files as given; folders recursively (image extensions only, sorted). A missing path is kept
-    so that it is reported as an error by name."""
-    out = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            out += sorted(str(q) for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTS
-                          and not any(part.startswith(".") for part in q.relative_to(p).parts))
-        else:
-            out.append(str(p))
-    return out
+    """Files as given; folders recursively (image extensions only, sorted). A missing path, and a
+    broken link found in a folder, are kept so that they are reported as errors by name."""
+    from ..faces.io import find_images
+
+    return find_images(paths, IMAGE_EXTS)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -54,34 +51,39 @@ def predict_paths(run, paths: Iterable[str | Path], chunk: int = 32, face_cache_
         part = files[s:s + chunk]
         results = source.analyze(part)
         sets: list[SampleSet] = []
-        order: list[tuple[str, object]] = []  # (kind, payload) per file, in order
+        order: list[tuple[str, object, int]] = []  # (kind, payload, rows of `merged`) per input, in order
         for res in results:
             if res.error:
-                order.append(("error", {"path": res.path, "error": res.error}))
+                order.append(("error", {"path": res.path, "error": res.error}, 0))
             elif mode == "none":  # the run was trained on whole images: the image is its one "face"
                 img = getattr(res, "_image", None)
                 img = img if img is not None else load_rgb(res.path)
                 a = _empty_arrays(img, size, source.gaze_dim)
                 sets.append(SampleSet([res.path], [""], a[0][None], a[1][None], a[2][None], a[3][None],
                                       np.array([False]), a[5][None], np.array([0])))
-                order.append(("faces", res.path))
+                order.append(("faces", res.path, 1))
             elif not res.faces:
-                order.append(("noface", {"path": res.path, "faces": 0}))
+                order.append(("noface", {"path": res.path, "faces": 0}, 0))
             else:
                 sets.append(samples_from_faces(res.path, res.faces, size, source.gaze_dim))
-                order.append(("faces", res.path))
+                order.append(("faces", res.path, len(sets[-1])))
         if sets:
             merged = _concat(sets)
             preds = run_model(run.model, FaceDataset(merged, tx, run.preprocess), batch_size=32, device=run.device)
             prob = _softmax(preds.attribution_logits)
             fam = preds.family_logits.argmax(1)
-        k = 0
-        for kind, payload in order:
+        k = 0  # rows of `merged` are taken by position: input i owns the next n_rows rows
+        for kind, payload, n_rows in order:
             if kind != "faces":
                 yield payload
                 continue
-            face_i = 0
-            while k < len(merged) and merged.paths[k] == payload:
+            for face_i in range(n_rows):
+                if not (np.isfinite(prob[k]).all() and np.isfinite(preds.p_fake[k])):
+                    yield {"path": payload, "face": face_i,
+                           "error": f"{payload}: face {face_i}: the model's output is not a number (NaN/Inf); "
+                                    "its weights may be damaged: run `gazeclip weights verify`"}
+                    k += 1
+                    continue
                 c = int(prob[k].argmax())
                 gp = float(prob[k, c])
                 gaze = None
@@ -92,7 +94,6 @@ def predict_paths(run, paths: Iterable[str | Path], chunk: int = 32, face_cache_
                        "generator": tx.classes[c], "generator_prob": round(gp, 6), "family": tx.families[int(fam[k])],
                        "unknown_generator": bool(c != 0 and thr is not None and gp < thr), "gaze": gaze}
                 k += 1
-                face_i += 1
         bar.update(len(part))
     bar.close()
 

@@ -4,7 +4,8 @@ RUN/ layout:
     config.yaml        the resolved TrainConfig plus data folder (what made this run)
     taxonomy.json      classes, families (the label space)
     model/             the best model by validation (save_pretrained: trainable weights + config)
-    checkpoint.pt      last state for --resume (model, optimiser, scheduler, sampler position, RNG)
+    checkpoint.pt      last state for --resume (model, optimiser, scheduler, sampler position, RNG):
+                       tensors and plain data only, loaded with weights_only=True (runfolder.py)
     log.csv, tb/       per-epoch metrics; TensorBoard scalars
     calibration.json   the unknown-generator threshold calibrated on the validation split
     summary.json       best epoch, its validation metrics, wall time
@@ -14,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,9 @@ from ..models.interface import Taxonomy
 from . import utils as U
 from .config import TrainConfig
 from .modeling import (create_model, fill_pending, gaze_dim_of, load_model_weights, preprocess_of, prefix_id, run_model,
-                       supports_prefix, trainable_state)
+                       supports_prefix, trainable_names, trainable_state)
+from .runfolder import (CHECKPOINT_FIX, clean_stale, load_checkpoint, read_taxonomy, rng_state, same_taxonomy,
+                        save_model, set_rng_state)
 
 
 class Interrupted(SystemExit):
@@ -96,16 +98,6 @@ class TrainResult:
     stopped_early: bool
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-
-
 def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = False) -> TrainResult:
     t0 = time.time()
     data_dir, run_dir = Path(data_dir), Path(run_dir)
@@ -122,10 +114,15 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
         if not resume and (run_dir / "config.yaml").exists():
             raise FileExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or choose "
                                   "another --out")
+        stale = clean_stale(run_dir)  # temp files and half-saved models of a killed run
+        if stale:
+            print(f"{run_dir}: removed {len(stale)} stale file(s) of an interrupted run: {', '.join(stale[:3])}",
+                  flush=True)
     U.barrier()
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: nothing to resume; start the run without --resume")
-    if resume:  # the run's own config; only the process-level switches come from this call
+    # a run killed before its first checkpoint has none: --resume then starts it from the beginning
+    resuming = resume and ckpt_path.is_file()
+    if resume and (run_dir / "config.yaml").is_file():
+        # the run's own config; only the process-level switches come from this call
         cfg = load_run_config(run_dir).replace(progress=cfg.progress, interrupt_after_steps=cfg.interrupt_after_steps,
                                                device=cfg.device)
 
@@ -135,8 +132,15 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
 
     # ---- data and label space
     rows = read_manifest(data_dir)
-    protocol = load_protocol(data_dir, cfg.protocol)
+    protocol = load_protocol(data_dir, cfg.protocol, rows)
     taxonomy = build_taxonomy(rows, protocol)
+    tx_path = run_dir / "taxonomy.json"
+    if resume and tx_path.is_file() and not same_taxonomy(read_taxonomy(tx_path), taxonomy):
+        from ..errors import DamagedFileError
+
+        raise DamagedFileError(tx_path, f"differs from the classes of {data_dir} protocol {protocol.name} (the data "
+                               "or protocols.yaml changed since the run started)",
+                               "resume with the data folder the run started with, or start a new run")
     class_family = {r.cls: r.family for r in rows}
     train_rows = select_rows(rows, protocol, "train")
     val_rows = select_rows(rows, protocol, "val")
@@ -209,19 +213,31 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": -math.inf, "best_epoch": -1,
              "bad_epochs": 0, "history": [], "stopped_early": False, "train_loss_sum": 0.0, "train_n": 0}
-    if resume:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"], strict=False)
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        state.update(ck["state"])
-        _set_rng_state(ck["rng"])
+    if resuming:
+        ck = load_checkpoint(ckpt_path)  # tensors and plain data only: nothing in it can run code
+        from ..errors import DamagedFileError
+
+        if set(ck["model"]) != trainable_names(model) or not set(state) <= set(ck["state"]):
+            raise DamagedFileError(ckpt_path, "does not fit this run's model (other weights or fields)", CHECKPOINT_FIX)
+        try:
+            model.load_state_dict(ck["model"], strict=False)
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            set_rng_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise DamagedFileError(ckpt_path, f"does not fit this run's model ({str(e).splitlines()[0][:120]})",
+                                   CHECKPOINT_FIX) from None
+        state.update({k: ck["state"][k] for k in state})
     elif main:
         import yaml
 
-        resolved = {**cfg.to_dict(), "data": str(data_dir.resolve()), "world_size": world}
-        U.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-        U.atomic_write_json(run_dir / "taxonomy.json", taxonomy_to_dict(taxonomy))
+        if resume:
+            print(f"{run_dir}: no checkpoint yet (killed before the first one): starting the run from the beginning",
+                  flush=True)
+        if not (resume and (run_dir / "config.yaml").is_file()):
+            resolved = {**cfg.to_dict(), "data": str(data_dir.resolve()), "world_size": world}
+            U.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        U.atomic_write_json(tx_path, taxonomy_to_dict(taxonomy))
 
     writer = None
     if main:
@@ -232,7 +248,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
     def save_checkpoint():
         if main:
             U.atomic_torch_save({"model": trainable_state(model), "optimizer": opt.state_dict(),
-                                 "scheduler": sched.state_dict(), "state": dict(state), "rng": _rng_state()},
+                                 "scheduler": sched.state_dict(), "state": dict(state), "rng": rng_state()},
                                 ckpt_path)
         U.barrier()
 
@@ -293,7 +309,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
         if improved:
             state["best"], state["best_epoch"], state["bad_epochs"] = cur, epoch + 1, 0
             if main:
-                _save_model_atomic(model, run_dir / "model")
+                save_model(model, run_dir / "model")
         else:
             state["bad_epochs"] += 1
             if cfg.patience and state["bad_epochs"] >= cfg.patience:
@@ -327,35 +343,36 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
     return TrainResult(run_dir, state["best_epoch"], best, state["history"], state["stopped_early"])
 
 
-def load_run_config(run_dir: str | Path) -> TrainConfig:
+def read_run_yaml(run_dir: str | Path) -> dict:
+    """`RUN/config.yaml` as a mapping; `DamagedFileError` naming it when it is not one."""
     import yaml
+
+    from ..errors import DamagedFileError
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a training run folder (no config.yaml); pass the --out of "
                                 "`gazeclip train`")
-    d = yaml.safe_load(path.read_text()) or {}
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DamagedFileError(path, f"damaged YAML ({str(e).splitlines()[0][:100]})") from None
+    if not isinstance(d, dict):
+        raise DamagedFileError(path, "not a mapping of TrainConfig fields")
+    return d
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    from ..errors import DamagedFileError
+
+    path = Path(run_dir) / "config.yaml"
+    d = read_run_yaml(run_dir)
     d.pop("data", None)
     d.pop("world_size", None)
-    return TrainConfig.from_dict(d, source=str(path))
-
-
-def _save_model_atomic(model: nn.Module, dest: Path) -> None:
-    """save_pretrained into a temp folder, then swap it in: a kill leaves the old or the new model."""
-    import shutil
-    import tempfile
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".model."))
-    model.save_pretrained(tmp)
-    old = dest.with_name(dest.name + ".old")
-    if dest.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        dest.rename(old)
-    tmp.rename(dest)
-    if old.exists():
-        shutil.rmtree(old)
+    try:
+        return TrainConfig.from_dict(d, source=str(path))
+    except (TypeError, ValueError) as e:
+        raise DamagedFileError(path, str(e).removeprefix(f"{path}: ")) from None
 
 
 def _write_log(path: Path, history: list[dict]) -> None:

@@ -17,7 +17,11 @@ from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (the en
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """JSON without NaN/Infinity (they become null), written atomically."""
+    from ..safejson import finite
+
+    atomic_write_text(path, json.dumps(finite(obj), indent=2, sort_keys=False, default=_json_default,
+                                       allow_nan=False) + "\n")
 
 
 def _json_default(o):

@@ -4,13 +4,14 @@ bootstrap intervals; writes OUT/gaze_fid.json and OUT/gaze_fid.png."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .. import safejson
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".gaze_fid.", suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
-        json.dump(rep.to_dict(), fh, indent=1)
+        fh.write(safejson.dumps(rep.to_dict(), indent=1))
     os.replace(tmp, out / "gaze_fid.json")
     plot_report(rep, out / "gaze_fid.png")
     print(f"{'class':24s} {'n':>5s}  {'FID(vector)':>12s} {'95% CI':>19s}  {'FID(features)':>13s} {'95% CI':>19s}")

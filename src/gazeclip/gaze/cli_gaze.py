@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
+
+from .. import safejson
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -33,15 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def expand_inputs(items: list[str]) -> list[str]:
-    """Folders become their image files (sorted); files stay as given, even bad ones (reported later)."""
-    out: list[str] = []
-    for it in items:
-        p = Path(it)
-        if p.is_dir():
-            out += sorted(str(q) for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
-        else:
-            out.append(it)
-    return out
+    """Folders become their image files (sorted; broken links kept, to be reported by name); files
+    stay as given, even bad ones (reported later)."""
+    from ..faces.io import find_images
+
+    return find_images(items, IMAGE_SUFFIXES)
 
 
 def draw_target(out: str, image: str, n_images: int, used: set[str] | None = None) -> Path:
@@ -107,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if imf.error:
             failed += 1
         if args.json:
-            print(json.dumps(to_json_dict(imf, landmarks=args.landmarks)), flush=True)
+            print(safejson.dumps(to_json_dict(imf, landmarks=args.landmarks)), flush=True)
         elif not imf.error:
             print(_human(imf), flush=True)
         if imf.error:

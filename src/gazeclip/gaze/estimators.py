@@ -216,6 +216,8 @@ class ETHXGazeResNet(GazeEstimator):
         py, feats = self.forward_crops(self.preprocess(np.stack([faces[i].norm_face for i in idx])))
         for j, i in enumerate(idx):
             p, y = float(py[j, 0]), float(py[j, 1])
+            if not (np.isfinite(py[j]).all() and np.isfinite(feats[j]).all()):
+                continue  # NaN/Inf out of the network (e.g. damaged weights): no gaze rather than garbage
             out[i] = Gaze(pitch=p, yaw=y, vector=normalised_to_camera(p, y, faces[i].norm_rotation),
                           features=feats[j].astype(np.float32), estimator=self.name)
         return out

@@ -13,10 +13,11 @@ tower, transformers' CLIPConfig defaults with patch 16) used only to count, with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
+
+from .. import safejson
 
 REFERENCE_BACKBONE = "clip-b16-random"
 ESTIMATORS = {"ethxgaze-r18": ("resnet18", 512), "ethxgaze-r50": ("resnet50", 2048)}
@@ -218,5 +219,5 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"gazeclip info: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(r, indent=2) if args.json else _fmt_table(r))
+    print(safejson.dumps(r, indent=2) if args.json else _fmt_table(r))
     return 0

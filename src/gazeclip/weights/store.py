@@ -4,6 +4,10 @@ Layout: `$GAZECLIP_HOME/<source>/<dest>` plus `$GAZECLIP_HOME/manifest.json`. Ea
 staged in a temporary folder next to its final place and renamed into place only once every
 hash has been checked and every conversion has finished, so a killed pull leaves nothing
 half-written behind.
+
+Every file is verified before use: `asset_path` and `source_dir` check its sha256 against the pinned
+value once per process, and remember a verified file in `$GAZECLIP_HOME/verified.json` by size,
+mtime, ctime and inode, so that later processes re-hash only a file that changed on disk.
 """
 from __future__ import annotations
 
@@ -21,12 +25,14 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..atomic import atomic_write_text
+from ..errors import GazeclipError
 from .assets import SOURCES, AssetFile, Source, all_files, find
 
 MANIFEST = "manifest.json"
+STAMPS = "verified.json"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(GazeclipError, RuntimeError):
     """A pretrained file is missing, corrupted, or could not be fetched."""
 
 
@@ -43,19 +49,79 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def asset_path(name: str, root: Path | None = None) -> Path:
-    """Path of a pulled file, e.g. `asset_path("ethxgaze-r18")`; a clear error if it is not there."""
+    """Path of a pulled file, e.g. `asset_path("ethxgaze-r18")`, verified against its pinned sha256;
+    a clear error if it is not there or does not match."""
+    root = root or home()
     source, f = find(name)
-    path = (root or home()) / source.name / f.dest
+    path = root / source.name / f.dest
     if not path.is_file():
         raise WeightsError(f"{path}: pretrained file {name!r} is missing; run `gazeclip weights pull`")
+    ensure_verified(root, f, path)
     return path
 
 
 def source_dir(source_name: str, root: Path | None = None) -> Path:
-    path = (root or home()) / source_name
+    """The folder of a pulled source, every file of it verified against its pinned sha256."""
+    root = root or home()
+    path = root / source_name
     if not path.is_dir():
         raise WeightsError(f"{path}: weights of {source_name!r} are missing; run `gazeclip weights pull`")
+    source = next((s for s in SOURCES if s.name == source_name), None)
+    if source is not None:
+        for f in (*source.files, *source.derived):
+            p = path / f.dest
+            if not p.is_file():
+                raise WeightsError(f"{p}: pretrained file {f.name!r} is missing; run `gazeclip weights pull`")
+            ensure_verified(root, f, p)
     return path
+
+
+# ---------------------------------------------------------------- verification before use
+_verified: dict[str, tuple] = {}  # path -> stat signature, for this process
+
+
+def _signature(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _read_stamps(root: Path) -> dict:
+    try:
+        data = json.loads((root / STAMPS).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no stamps, or a damaged stamp file: everything is re-hashed (and the file rewritten)
+
+
+def ensure_verified(root: Path, f: AssetFile, path: Path) -> None:
+    """Check `path` against the pinned sha256 of `f` (or the manifest's, for files with no pin),
+    at most once per process and once per change of the file on disk."""
+    key = str(path)
+    sig = _signature(path)
+    if _verified.get(key) == sig:
+        return
+    expected = f.sha256
+    if not expected:
+        entry = read_manifest(root).get(f.name)
+        if entry is None:
+            raise WeightsError(f"{path}: not in {root / MANIFEST}; run `gazeclip weights pull --force`")
+        expected = entry.sha256
+    rel = path.relative_to(root).as_posix()
+    stamps = _read_stamps(root)
+    st = stamps.get(rel)
+    if isinstance(st, dict) and st.get("sha256") == expected and tuple(st.get("stat", ())) == sig:
+        _verified[key] = sig
+        return
+    got = sha256_of(path)
+    if got != expected:
+        raise WeightsError(f"{path}: sha256 {got[:16]}… does not match the pinned {expected[:16]}… of {f.name!r} "
+                           "(the file is damaged or was changed); run `gazeclip weights pull --force`")
+    _verified[key] = sig
+    stamps[rel] = {"sha256": got, "stat": list(sig)}
+    try:
+        atomic_write_text(root / STAMPS, json.dumps(stamps, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only weight folder: verified again by the next process
 
 
 @dataclass

@@ -1,0 +1,27 @@
+"""Error types every step shares, so the command line can turn them into one line and an exit code.
+
+`GazeclipError` and its subclasses are problems with a file or an input, never bugs: `str(err)` is
+one line naming the file and the fix, and `gazeclip` prints it without a traceback (exit 1).
+"""
+from __future__ import annotations
+
+import os
+
+
+class GazeclipError(Exception):
+    """An input problem the user can fix; `str(err)` is one line naming the file and the fix."""
+
+
+class DamagedFileError(GazeclipError, ValueError):
+    """A file gazeclip wrote or reads (run folder, cache, manifest, checkpoint) is damaged,
+    truncated, edited inconsistently, or not what its name says."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, fix: str | None = None):
+        self.path, self.reason = str(path), reason
+        self.fix = fix or "restore it from a good copy or write it again with the command that made it"
+        super().__init__(f"{self.path}: {reason}; {self.fix}")
+
+
+class UnsafeFileError(DamagedFileError):
+    """A file asks for something gazeclip refuses on principle (pickled code, paths outside the
+    data folder, an image larger than the pixel limit)."""
