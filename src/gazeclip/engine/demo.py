@@ -41,7 +41,7 @@ def run_demo(out: str | Path = "demo-out", data: str | Path | None = None, prese
         _step(f"training {name} on {protocol} ({backbone}, {epochs} epochs)")
         args = ["train", "--config", str(_configs() / "smoke.yaml"), "--model", name, "--backbone", backbone,
                 "--data", str(data), "--protocol", protocol, "--out", str(run), "--epochs", str(epochs)]
-        if (run / "checkpoint.pt").is_file():
+        if (run / "config.yaml").is_file():  # an interrupted run: continued (or restarted if no checkpoint yet)
             args.append("--resume")
         rc = main(args)
         if rc:
