@@ -64,7 +64,7 @@ def path_problem(rel: str) -> str | None:
         return "a path with a NUL character"
     if "\\" in rel:
         return f"{rel!r} uses backslashes; write paths with /"
-    if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+    if rel.startswith("/") or (len(rel) > 1 and rel[0].isalpha() and rel[1] == ":" and rel[2:3] in ("", "/")):
         return f"{rel!r} is an absolute path"
     if any(part == ".." for part in rel.split("/")):
         return f"{rel!r} leaves the data folder (..)"

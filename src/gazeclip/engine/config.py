@@ -91,7 +91,10 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such config file; see configs/runs/ for examples")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0][:100]})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a run config must be a YAML mapping of TrainConfig fields")
         return cls.from_dict(data, source=str(path))
