@@ -7,7 +7,6 @@ them fast and free of the pulled weights, except where marked `real`.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct

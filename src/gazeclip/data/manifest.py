@@ -2,7 +2,7 @@
 `engine` (reads). `DIR/manifest.csv` + `DIR/protocols.yaml`, images under `DIR/<class>/`.
 
 Both files are validated when read, since data folders are shared: every manifest path must stay
-inside the data folder (relative, no `..`, `safe_relpath`), splits are exactly train/val/test, a
+inside the data folder (relative, no `..`: `path_problem`, also used by the importers), splits are exactly train/val/test, a
 path is listed once; protocols name generators once, never `real`, never both seen and unseen.
 """
 from __future__ import annotations
@@ -69,16 +69,6 @@ def path_problem(rel: str) -> str | None:
     if any(part == ".." for part in rel.split("/")):
         return f"{rel!r} leaves the data folder (..)"
     return None
-
-
-def safe_relpath(data_dir: str | Path, rel: str, source: str | Path | None = None) -> Path:
-    """`data_dir / rel`, refusing any `rel` that does not stay inside `data_dir` (`path_problem`).
-    `source` (the manifest or CSV the path came from) is named in the error."""
-    why = path_problem(rel)
-    if why:
-        raise UnsafeFileError(source or data_dir, f"{why}; gazeclip reads only files inside the data folder",
-                              "list paths relative to the data folder, without ..")
-    return Path(data_dir) / rel
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:

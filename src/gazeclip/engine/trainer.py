@@ -121,6 +121,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
     U.barrier()
     # a run killed before its first checkpoint has none: --resume then starts it from the beginning
     resuming = resume and ckpt_path.is_file()
+    ck = load_checkpoint(ckpt_path) if resuming else None  # checked before any work: nothing in it can run code
     if resume and (run_dir / "config.yaml").is_file():
         # the run's own config; only the process-level switches come from this call
         cfg = load_run_config(run_dir).replace(progress=cfg.progress, interrupt_after_steps=cfg.interrupt_after_steps,
@@ -213,8 +214,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": -math.inf, "best_epoch": -1,
              "bad_epochs": 0, "history": [], "stopped_early": False, "train_loss_sum": 0.0, "train_n": 0}
-    if resuming:
-        ck = load_checkpoint(ckpt_path)  # tensors and plain data only: nothing in it can run code
+    if ck is not None:
         from ..errors import DamagedFileError
 
         if set(ck["model"]) != trainable_names(model) or not set(state) <= set(ck["state"]):
