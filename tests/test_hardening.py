@@ -595,9 +595,9 @@ def test_predict_records_by_position(run_dir, images, capsys):
     assert rc == 0
     assert [(Path(r["path"]).name, r["face"]) for r in recs] == [("img0.png", 0), ("img0.png", 0),
                                                                   ("img1.png", 0), ("img0.png", 0)]
-    assert recs[0]["p_fake"] == recs[1]["p_fake"] == recs[3]["p_fake"]
-    solo = predict_json(capsys, [b, "--run", run_dir])[1]
-    assert solo[0]["p_fake"] == recs[2]["p_fake"]
+    # each record is its own file's (batch composition moves the last printed digit at most)
+    solo = {p: predict_json(capsys, [p, "--run", run_dir])[1][0]["p_fake"] for p in (a, b)}
+    assert [r["p_fake"] for r in recs] == pytest.approx([solo[a], solo[a], solo[b], solo[a]], abs=1e-5)
 
 
 def test_predict_reports_broken_links_and_refuses_empty_input(run_dir, images, tmp_path, capsys):
