@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     data = make_synthetic_dataset(tmp / "data", n_train=6, n_val=3, n_test=4)
     run = tmp / "run"
-    rc = main(["train", "--config", str(ROOT / "configs/runs/tiny.yaml"), "--data", str(data), "--out", str(run),
+    rc = main(["train", "--config", "tiny", "--data", str(data), "--out", str(run),
                "--epochs", "2", "--seed", "1", "--set", "hflip=0.25"])
     assert rc == 0
     return data, run
@@ -72,9 +72,9 @@ def test_clear_errors(trained, tmp_path, capsys):
     data, run = trained
     assert main(["eval", "--run", str(tmp_path / "missing"), "--data", str(data)]) == 1
     assert "config.yaml" in capsys.readouterr().err
-    tiny = str(ROOT / "configs/runs/tiny.yaml")
+    tiny = "tiny"
     assert main(["train", "--data", str(data), "--out", str(run), "--config", tiny]) == 1
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--config",
-                 str(ROOT / "configs/runs/tiny.yaml")]) == 1
+                 "tiny"]) == 1
     assert "manifest" in capsys.readouterr().err

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("gazeclip.viz.cli_explain", "Grad-CAM of a trained run on an image"),
     "tsne": ("gazeclip.viz.cli_tsne", "t-SNE of a run's joint embeddings, by generator"),
     "predict": ("gazeclip.engine.cli_predict", "real/fake and generator of each face in files or folders"),
+    "serve": ("gazeclip.serve.cli", "HTTP service and web page around a trained run"),
     "demo": ("gazeclip.demo", "the end-to-end demo that `make demo` runs"),
 }
 
@@ -33,13 +34,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gazeclip", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module)
-        if name in sys.argv[1:2]:  # only the chosen subcommand's module is imported
+        if name == chosen:  # only the chosen subcommand's module is imported
             importlib.import_module(module).add_arguments(p)
+            # `gazeclip predict ... -v` as well as `gazeclip -v predict ...`
+            p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
+
+
+VERBOSE_HELP = "show native libraries' log lines (MediaPipe/TFLite/absl), hidden by default"
 
 
 def _version() -> str:
@@ -56,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     finally:
         sys.argv = saved
+    if getattr(args, "verbose", False):
+        from .quiet import set_verbose
+
+        set_verbose(True)
     if not getattr(args, "_module", None):
         parser.print_help()
         return 0

@@ -43,12 +43,14 @@ class Landmarker:
     def __init__(self) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
+        from gazeclip.quiet import native_logs_silenced
         from gazeclip.weights import asset_path
 
         opts = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(asset_path("face-landmarker"))),
             num_faces=1, min_face_detection_confidence=0.5, min_face_presence_confidence=0.5)
-        self._lm = vision.FaceLandmarker.create_from_options(opts)
+        with native_logs_silenced():
+            self._lm = vision.FaceLandmarker.create_from_options(opts)
 
     @classmethod
     def get(cls) -> "Landmarker":
@@ -65,7 +67,9 @@ class Landmarker:
         s = min(1.0, max_side / max(h, w))
         small = rgb if s == 1.0 else cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
         small = np.ascontiguousarray(small, dtype=np.uint8)
-        with self._lock:
+        from gazeclip.quiet import native_logs_silenced
+
+        with self._lock, native_logs_silenced():
             res = self._lm.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=small))
         if not res.face_landmarks:
             return None

@@ -1,13 +1,18 @@
-"""`gazeclip predict PATH... --run RUN [--json | --csv OUT]`: faces, p_fake, generator, gaze.
+"""`gazeclip predict PATH... --run RUN [--json | --csv OUT]`: faces, p_fake, generator, gaze;
+images, folders and videos.
 
-    gazeclip predict photo.jpg folder/ --run runs/gazeclip-p2 --json
+    gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
     {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "generator": "real", "generator_prob": 0.95,
-     "family": "real", "unknown_generator": false, "gaze": {"pitch": -4.1, "yaw": 7.9}}
+     "family": "real", "unknown_generator": false, "gaze": {"pitch": -4.1, "yaw": 7.9, "arrows": [...]},
+     "box": [...], "head": {...}, "verdict": "real"}
     {"path": "folder/coffee.png", "faces": 0}
     {"path": "folder/broken.jpg", "error": "..."}
+    {"path": "clip.mp4", "frames": 16, "fps": 24.0, "duration": 19.7, "faces": 16, "p_fake": 0.2,
+     "verdict": "real", "tracks": [...]}
 
+It prints what `gazeclip.load(RUN).predict(...)` computes (engine/detector.py: one code path).
 The exit code is 1 when any file could not be read (all others are still processed), 2 when no
-image file was given or found.
+image or video file was given or found.
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ import sys
 
 from .. import safejson
 
-CSV_COLUMNS = ["path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator",
-               "gaze_pitch", "gaze_yaw", "faces", "error"]
+CSV_COLUMNS = ["path", "face", "p_fake", "verdict", "generator", "generator_prob", "family", "unknown_generator",
+               "gaze_pitch", "gaze_yaw", "box", "frame", "time", "track", "frames", "faces", "error"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     g.add_argument("--csv", metavar="OUT", help="write a CSV file")
+    p.add_argument("--fps", type=float, help="videos: sample this many frames per second")
+    p.add_argument("--frames", type=int, help="videos: sample N frames spread evenly (default 16)")
+    p.add_argument("--per-frame", action="store_true", help="videos: also print a record per sampled frame and face")
     p.add_argument("--device", default="auto")
     p.add_argument("--face-cache", help="cache folder for face/gaze records (default: none)")
     p.add_argument("--quiet", action="store_true")
@@ -36,38 +44,57 @@ def _human(rec: dict) -> str:
     if "error" in rec:
         face = f" face {rec['face']}" if "face" in rec else ""
         return f"{rec['path']}{face}: ERROR {rec['error']}"
+    where = f"{rec['path']} frame {rec['frame']} ({rec['time']:.2f} s)" if "frame" in rec else rec["path"]
+    if "tracks" in rec:  # a video
+        if rec["p_fake"] is None:
+            return f"{where}: video, {rec['frames']} frames sampled, no face"
+        lines = [f"{where}: video {rec['verdict'].upper()} p_fake {rec['p_fake']:.3f} "
+                 f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s))"]
+        for t in rec["tracks"]:
+            gen = f"  {t['generator']} ({t['family']})" if t["generator"] else ""
+            unk = " (unknown generator)" if t["unknown_generator"] else ""
+            lines.append(f"  track {t['track']}: {t['frames']} frames {t['first_time']:.1f}-{t['last_time']:.1f} s  "
+                         f"{t['verdict']} p_fake {t['p_fake']:.3f}{gen}{unk}")
+        return "\n".join(lines)
     if rec.get("faces") == 0:
-        return f"{rec['path']}: no face"
+        return f"{where}: no face"
     g = rec["gaze"]
     gz = f"gaze pitch {g['pitch']:+.1f} yaw {g['yaw']:+.1f} deg" if g else "gaze n/a"
     unk = " (unknown generator)" if rec["unknown_generator"] else ""
-    return (f"{rec['path']} face {rec['face']}: p_fake {rec['p_fake']:.3f}  {rec['generator']} "
-            f"({rec['generator_prob']:.2f}, {rec['family']}){unk}  {gz}")
+    track = f" track {rec['track']}" if "track" in rec else ""
+    gen = (f"  {rec['generator']} ({rec['generator_prob']:.2f}, {rec['family']})"
+           if rec.get("generator") is not None else "")
+    verdict = f"{rec['verdict']} " if "verdict" in rec else ""
+    return f"{where} face {rec['face']}{track}: {verdict}p_fake {rec['p_fake']:.3f}{gen}{unk}  {gz}"
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import load_run
-    from .predict import expand_paths, predict_paths
+    from .detector import load
+    from .predict import expand_paths
+    from .video import VideoOptions
 
+    if args.fps is not None and args.frames is not None:
+        print("gazeclip predict: give --fps or --frames, not both", file=sys.stderr)
+        return 2
     try:
-        run_ = load_run(args.run, args.device)
+        det = load(args.run, args.device, face_cache=args.face_cache)
+        video = VideoOptions(fps=args.fps, frames=args.frames)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip predict: {e}", file=sys.stderr)
         return 1
-    files = expand_paths(args.paths)
-    if not files:
-        print(f"gazeclip predict: no image files in {', '.join(args.paths)}; give image files, or folders holding "
-              ".jpg/.png/.webp/... images", file=sys.stderr)
+    if not expand_paths(args.paths):
+        print(f"gazeclip predict: no image files in {', '.join(args.paths)}; give image or video files, or folders "
+              "holding .jpg/.png/.webp/... images", file=sys.stderr)
         return 2
     failed = 0
     writer = fh = None
     if args.csv:
         fh = open(args.csv, "w", newline="")
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
     try:
-        for rec in predict_paths(run_, files, face_cache_dir=args.face_cache,
-                                 progress=not args.quiet and not args.json):
+        for _, rec in det.iter_records(args.paths, video, progress=not args.quiet and not args.json,
+                                       per_frame=args.per_frame):
             failed += "error" in rec
             if args.json:
                 print(safejson.dumps(rec), flush=True)

@@ -1,7 +1,7 @@
 """`gazeclip train`: train a model on a benchmark protocol (single process or torchrun/DDP).
 
     gazeclip train --model gazeclip --data DIR --protocol P2 --out runs/gazeclip-p2
-    gazeclip train --config configs/runs/default.yaml --data DIR --out RUN --epochs 5 --lr 5e-4
+    gazeclip train --config default --data DIR --out RUN --epochs 5 --lr 5e-4
     torchrun --nproc_per_node 2 -m gazeclip train --model clip-lora --data DIR --out RUN
     gazeclip train --out RUN --resume          # continue a killed run where its checkpoint stopped
 """
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset folder with manifest.csv and protocols.yaml")
     p.add_argument("--protocol", help="protocol name, e.g. P2")
     p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
-    p.add_argument("--config", help="YAML run config (see configs/runs/)")
+    p.add_argument("--config", help="run config: a packaged name (default, smoke, tiny) or a YAML file path")
     p.add_argument("--backbone", help="backbone name, e.g. clip-b16-offline or tiny-random")
     p.add_argument("--clip", help="checkpoint for the clip-b16 / clip-l14 backbones")
     p.add_argument("--epochs", type=int)

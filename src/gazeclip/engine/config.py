@@ -1,5 +1,5 @@
 """Typed run configuration: dataclass fields carry their help text (as peft's configs do), a YAML
-file under `configs/runs/` sets them, and command-line flags override both. The resolved config
+file (a packaged one by name: `default`, `smoke`, `tiny`; or a user's file by path) sets them, and command-line flags override both. The resolved config
 is written to `RUN/config.yaml` so that a run says exactly how it was made.
 """
 from __future__ import annotations
@@ -88,9 +88,10 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file; see configs/runs/ for examples")
+        """A run config file, or a packaged one by name (`smoke`; see gazeclip/configs/runs/)."""
+        from ..configs import find_config
+
+        path = find_config("runs", path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as e:

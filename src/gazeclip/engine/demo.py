@@ -39,7 +39,7 @@ def run_demo(out: str | Path = "demo-out", data: str | Path | None = None, prese
         if (run / "summary.json").is_file():
             continue
         _step(f"training {name} on {protocol} ({backbone}, {epochs} epochs)")
-        args = ["train", "--config", str(_configs() / "smoke.yaml"), "--model", name, "--backbone", backbone,
+        args = ["train", "--config", "smoke", "--model", name, "--backbone", backbone,
                 "--data", str(data), "--protocol", protocol, "--out", str(run), "--epochs", str(epochs)]
         if (run / "config.yaml").is_file():  # an interrupted run: continued (or restarted if no checkpoint yet)
             args.append("--resume")
@@ -56,10 +56,6 @@ def run_demo(out: str | Path = "demo-out", data: str | Path | None = None, prese
     main(["predict", *photos, "--run", runs[0]])
     print(f"\ndemo done in {(time.time() - t0) / 60:.1f} min; outputs under {out}/", flush=True)
     return 0
-
-
-def _configs() -> Path:
-    return Path(__file__).resolve().parents[3] / "configs" / "runs"
 
 
 def _manifest(data: Path):

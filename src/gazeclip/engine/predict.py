@@ -2,7 +2,10 @@
 
 One record per face:
     {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator",
-     "gaze": {"pitch", "yaw"}}          (gaze in degrees, normalised frame; null when not estimated)
+     "gaze": {"pitch", "yaw", "arrows"},  (degrees, normalised frame; arrows: [x0, y0, x1, y1] pixels
+                                           per eye, as drawn by `gazeclip gaze --draw`; null when not estimated)
+     "box": [x0, y0, x1, y1],             (pixels of the original image; null for whole-image runs)
+     "head": {"pitch", "yaw", "roll"}}    (head pose in degrees; null when not solved)
 one per readable file without a face: {"path", "faces": 0}
 one per unreadable file:               {"path", "error"}   (broken links found in folders included)
 one per face whose model output is not finite (NaN/Inf: damaged weights): {"path", "face", "error"}
@@ -33,69 +36,103 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def predict_paths(run, paths: Iterable[str | Path], chunk: int = 32, face_cache_dir: str | None = None,
-                  progress: bool = False) -> Iterator[dict]:
-    from ..data.dataset import FaceDataset, FaceGazeSource, SampleSet, _empty_arrays, load_rgb, samples_from_faces
-    from .modeling import run_model
+def make_source(run, face_cache_dir: str | None = None):
+    """The run's faces + gaze step (face detector and gaze estimator), built once and reused."""
+    from ..data.dataset import FaceGazeSource
 
+    return FaceGazeSource(run.cfg.faces, run.cfg.gaze_estimator, face_cache_dir, run.gaze_dim)
+
+
+def predict_paths(run, paths: Iterable[str | Path], chunk: int = 32, face_cache_dir: str | None = None,
+                  progress: bool = False, source=None) -> Iterator[dict]:
+    """Records for image files and folders, in order. `source` (from `make_source`) is reused when
+    given, so a long-lived caller (gazeclip.load) loads the face detector and gaze estimator once."""
     files = expand_paths(paths)
-    mode = run.cfg.faces
-    source = FaceGazeSource(mode, run.cfg.gaze_estimator, face_cache_dir, run.gaze_dim)
-    size = run.preprocess.size
-    tx = run.taxonomy
-    thr = run.unknown_threshold
+    source = source or make_source(run, face_cache_dir)
     from tqdm import tqdm
 
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress, leave=False)
     for s in range(0, len(files), chunk):
         part = files[s:s + chunk]
-        results = source.analyze(part)
-        sets: list[SampleSet] = []
-        order: list[tuple[str, object, int]] = []  # (kind, payload, rows of `merged`) per input, in order
-        for res in results:
-            if res.error:
-                order.append(("error", {"path": res.path, "error": res.error}, 0))
-            elif mode == "none":  # the run was trained on whole images: the image is its one "face"
-                img = getattr(res, "_image", None)
-                img = img if img is not None else load_rgb(res.path)
-                a = _empty_arrays(img, size, source.gaze_dim)
-                sets.append(SampleSet([res.path], [""], a[0][None], a[1][None], a[2][None], a[3][None],
-                                      np.array([False]), a[5][None], np.array([0])))
-                order.append(("faces", res.path, 1))
-            elif not res.faces:
-                order.append(("noface", {"path": res.path, "faces": 0}, 0))
-            else:
-                sets.append(samples_from_faces(res.path, res.faces, size, source.gaze_dim))
-                order.append(("faces", res.path, len(sets[-1])))
-        if sets:
-            merged = _concat(sets)
-            preds = run_model(run.model, FaceDataset(merged, tx, run.preprocess), batch_size=32, device=run.device)
-            prob = _softmax(preds.attribution_logits)
-            fam = preds.family_logits.argmax(1)
-        k = 0  # rows of `merged` are taken by position: input i owns the next n_rows rows
-        for kind, payload, n_rows in order:
-            if kind != "faces":
-                yield payload
-                continue
-            for face_i in range(n_rows):
-                if not (np.isfinite(prob[k]).all() and np.isfinite(preds.p_fake[k])):
-                    yield {"path": payload, "face": face_i,
-                           "error": f"{payload}: face {face_i}: the model's output is not a number (NaN/Inf); "
-                                    "its weights may be damaged: run `gazeclip weights verify`"}
-                    k += 1
-                    continue
-                c = int(prob[k].argmax())
-                gp = float(prob[k, c])
-                gaze = None
-                if merged.gaze_valid[k]:
-                    gaze = {"pitch": round(math.degrees(float(merged.gaze_pitchyaw[k, 0])), 3),
-                            "yaw": round(math.degrees(float(merged.gaze_pitchyaw[k, 1])), 3)}
-                yield {"path": payload, "face": face_i, "p_fake": round(float(preds.p_fake[k]), 6),
-                       "generator": tx.classes[c], "generator_prob": round(gp, 6), "family": tx.families[int(fam[k])],
-                       "unknown_generator": bool(c != 0 and thr is not None and gp < thr), "gaze": gaze}
-                k += 1
+        yield from predict_results(run, source.analyze(part), source.gaze_dim)
         bar.update(len(part))
     bar.close()
+
+
+def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
+    """Records for analysed images (`ImageFaces`, from files, arrays or video frames), in order:
+    the one place where faces become model inputs and model outputs become records.
+    An `ImageFaces` may carry the decoded image as `._image` (whole-image runs use it)."""
+    from ..data.dataset import FaceDataset, SampleSet, _empty_arrays, load_rgb, samples_from_faces
+    from .modeling import run_model
+
+    mode = run.cfg.faces
+    size = run.preprocess.size
+    tx = run.taxonomy
+    thr = run.unknown_threshold
+    sets: list[SampleSet] = []
+    order: list[tuple[str, object]] = []  # (kind, payload) per image, in order
+    for res in results:
+        if res.error:
+            order.append(("error", {"path": res.path, "error": res.error}))
+        elif mode == "none":  # the run was trained on whole images: the image is its one "face"
+            img = getattr(res, "_image", None)
+            img = img if img is not None else load_rgb(res.path)
+            a = _empty_arrays(img, size, gaze_dim)
+            sets.append(SampleSet([res.path], [""], a[0][None], a[1][None], a[2][None], a[3][None],
+                                  np.array([False]), a[5][None], np.array([0])))
+            order.append(("faces", (res, 1)))
+        elif not res.faces:
+            order.append(("noface", {"path": res.path, "faces": 0}))
+        else:
+            sets.append(samples_from_faces(res.path, res.faces, size, gaze_dim))
+            order.append(("faces", (res, len(res.faces))))
+    if sets:
+        merged = _concat(sets)
+        preds = run_model(run.model, FaceDataset(merged, tx, run.preprocess), batch_size=32, device=run.device)
+        prob = _softmax(preds.attribution_logits)
+        fam = preds.family_logits.argmax(1)
+    k = 0  # row of `merged`: faces are matched to their image by position, never by path
+    for kind, payload in order:
+        if kind != "faces":
+            yield payload
+            continue
+        res, n = payload
+        for face_i in range(n):
+            if not (np.isfinite(prob[k]).all() and np.isfinite(preds.p_fake[k])):
+                yield {"path": res.path, "face": face_i,
+                       "error": f"{res.path}: face {face_i}: the model's output is not a number (NaN/Inf); "
+                                "its weights may be damaged: run `gazeclip weights verify`"}
+                k += 1
+                continue
+            c = int(prob[k].argmax())
+            gp = float(prob[k, c])
+            fg = res.faces[face_i] if res.faces else None
+            rec = {"path": res.path, "face": face_i, "p_fake": round(float(preds.p_fake[k]), 6),
+                   "generator": tx.classes[c], "generator_prob": round(gp, 6), "family": tx.families[int(fam[k])],
+                   "unknown_generator": bool(c != 0 and thr is not None and gp < thr),
+                   "gaze": _gaze_field(fg, merged.gaze_pitchyaw[k]) if merged.gaze_valid[k] else None,
+                   "box": None if fg is None else [round(float(v), 1) for v in fg.face.box],
+                   "head": _head_field(fg)}
+            yield rec
+            k += 1
+
+
+def _gaze_field(fg, pitchyaw) -> dict:
+    """Gaze in degrees (normalised frame) and the arrows `gazeclip gaze --draw` draws, in pixels."""
+    g = {"pitch": round(math.degrees(float(pitchyaw[0])), 3), "yaw": round(math.degrees(float(pitchyaw[1])), 3)}
+    if fg is not None and fg.gaze is not None:
+        from ..gaze.draw import gaze_arrows
+
+        g["arrows"] = [[round(float(v), 1) for v in (*a, *b)] for a, b in gaze_arrows(fg.face, fg.gaze)]
+    return g
+
+
+def _head_field(fg) -> dict | None:
+    if fg is None or fg.face.head is None:
+        return None
+    h = fg.face.head
+    return {k: round(math.degrees(float(getattr(h, k))), 3) for k in ("pitch", "yaw", "roll")}
 
 
 def _concat(sets):

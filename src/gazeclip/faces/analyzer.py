@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..quiet import native_logs_silenced
 from ..records import Face
 from . import geometry as geo
 
@@ -169,10 +170,17 @@ class FaceAnalyzer:
         return self._retina
 
     def close(self) -> None:
-        for t in (self._landmarker, self._crop_landmarker, self._detector):
-            if t is not None:
-                t.close()
+        with native_logs_silenced():
+            for t in (self._landmarker, self._crop_landmarker, self._detector):
+                if t is not None:
+                    t.close()
         self._landmarker = self._crop_landmarker = self._detector = None
+
+    def __del__(self):  # MediaPipe logs when its tasks are destroyed: close them quietly
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
 
     def __enter__(self):
         return self
@@ -262,7 +270,7 @@ class FaceAnalyzer:
         scale = min(1.0, self.detect_max_side / max(h, w))
         small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                       interpolation=cv2.INTER_AREA)
-        with self._lock:
+        with self._lock, native_logs_silenced():  # MediaPipe's C++ log lines: only with `gazeclip -v`
             raws = self._mediapipe(small)
             if self.fallback == "always" or (self.fallback == "retinaface" and not raws):
                 raws += self._retinaface_faces(small, raws)

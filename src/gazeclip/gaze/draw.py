@@ -40,6 +40,14 @@ def _arrow(v_cam: np.ndarray, norm_rot: np.ndarray | None) -> np.ndarray:
     return vn[0] * right + vn[1] * down
 
 
+def gaze_arrows(face, gaze, arrow_scale: float = 0.9, relative: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(start, end) pixel points of the gaze arrow from each eye, as `draw_gaze` draws them."""
+    x0, _, x1, _ = face.box
+    length = arrow_scale * (x1 - x0)
+    a = _arrow(gaze.vector, face.norm_rotation if relative else None)
+    return [(c, c + length * a) for c in _eye_centres(np.asarray(face.landmarks, np.float64))]
+
+
 def draw_gaze(image: np.ndarray, result: ImageFaces, arrow_scale: float = 0.9, relative: bool = True) -> np.ndarray:
     """A copy of the RGB image with each face's box, head direction (blue, from the nose) and
     gaze (red, from each eye), arrows scaled by the face width. relative=True draws directions
@@ -62,9 +70,7 @@ def draw_gaze(image: np.ndarray, result: ImageFaces, arrow_scale: float = 0.9, r
                             tipLength=0.2)
         label = f"{f.score:.2f}"
         if fg.gaze is not None:
-            a = _arrow(fg.gaze.vector, f.norm_rotation if relative else None)
-            for c in _eye_centres(lms):
-                tip = c + length * a
+            for c, tip in gaze_arrows(f, fg.gaze, arrow_scale, relative):
                 cv2.arrowedLine(out, tuple(int(round(t)) for t in c), tuple(int(round(t)) for t in tip), GAZE_COLOUR,
                                 thick + 1, tipLength=0.2)
             label = f"gaze p{math.degrees(fg.gaze.pitch):+.0f} y{math.degrees(fg.gaze.yaw):+.0f}"

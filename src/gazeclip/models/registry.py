@@ -1,5 +1,6 @@
-"""Model registry: one YAML per model under `configs/models/` (like DeepfakeBench's detector
-configs), each naming an architecture and the config values that differ from its defaults.
+"""Model registry: one YAML per model in the package's `configs/models/` (like DeepfakeBench's
+detector configs, shipped as open_clip ships its model configs), each naming an architecture and
+the config values that differ from its defaults. `add_model_config(path)` adds a user's own.
 
     >>> from gazeclip.models import list_models, create_model
     >>> model = create_model("gazeclip", backbone="tiny-random", taxonomy=tax, lora_rank=4)
@@ -42,12 +43,27 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def config_dir() -> Path:
-    """`$GAZECLIP_MODEL_CONFIGS`, else `configs/models/` of the source tree (editable install)."""
-    env = os.environ.get("GAZECLIP_MODEL_CONFIGS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "configs" / "models"
+_EXTRA_CONFIGS: list[Path] = []  # added by add_model_config(), searched after the packaged ones
+
+
+def add_model_config(path: str | Path) -> None:
+    """Register a user's model YAML file, or every *.yaml of a folder (open_clip's `add_model_config`).
+    A user file with a packaged model's name replaces it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model config file or folder")
+    _EXTRA_CONFIGS.append(path)
+
+
+def _config_files() -> list:
+    """Packaged model YAMLs, then `$GAZECLIP_MODEL_CONFIGS` (a folder), then add_model_config() paths."""
+    from ..configs import packaged
+
+    files = list(packaged("models").values())
+    extra = [Path(os.environ["GAZECLIP_MODEL_CONFIGS"])] if os.environ.get("GAZECLIP_MODEL_CONFIGS") else []
+    for p in extra + _EXTRA_CONFIGS:
+        files += sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+    return files
 
 
 @dataclass(frozen=True)
@@ -56,10 +72,10 @@ class ModelSpec:
     architecture: str
     description: str
     config: dict[str, Any]  # raw values from the YAML, checked when the model is built
-    path: Path
+    path: Any  # Path or importlib.resources Traversable
 
 
-def _load_spec(path: Path) -> ModelSpec:
+def _load_spec(path) -> ModelSpec:
     data = yaml.safe_load(path.read_text()) or {}
     allowed = {"name", "architecture", "description", "config"}
     extra = sorted(set(data) - allowed)
@@ -68,17 +84,19 @@ def _load_spec(path: Path) -> ModelSpec:
     arch = data.get("architecture")
     if arch not in ARCHITECTURES:
         raise ValueError(f"{path}: architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
-    name = data.get("name", path.stem)
-    if name != path.stem:
-        raise ValueError(f"{path}: name {name!r} must equal the file name {path.stem!r}")
+    stem = Path(path.name).stem
+    name = data.get("name", stem)
+    if name != stem:
+        raise ValueError(f"{path}: name {name!r} must equal the file name {stem!r}")
     return ModelSpec(name, arch, data.get("description", ""), dict(data.get("config") or {}), path)
 
 
 def _specs() -> dict[str, ModelSpec]:
-    d = config_dir()
-    if not d.is_dir():
-        raise FileNotFoundError(f"model configs not found at {d} (set GAZECLIP_MODEL_CONFIGS)")
-    return {p.stem: _load_spec(p) for p in sorted(d.glob("*.yaml"))}
+    specs = {}
+    for f in _config_files():
+        spec = _load_spec(f)
+        specs[spec.name] = spec
+    return specs
 
 
 def list_models() -> list[str]:
@@ -107,7 +125,7 @@ def model_config(name: str, **overrides):
 def create_model(name: str, backbone: str | Backbone = "clip-b16-offline", taxonomy: Taxonomy | None = None,
                  clip: str | Path | None = None, **overrides) -> DFADModel:
     """Build a registered model on a backbone (a name, or a `Backbone` already built: its frozen
-    towers are shared, not copied). `overrides` are config fields (see `configs/models/*.yaml`)."""
+    towers are shared, not copied). `overrides` are config fields (see the package's `configs/models/*.yaml`)."""
     if taxonomy is None:
         raise ValueError("create_model needs taxonomy= (the classes and families to attribute)")
     spec = model_spec(name)

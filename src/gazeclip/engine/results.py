@@ -1,0 +1,172 @@
+"""Typed results of `gazeclip.load(run).predict(x)` (as ultralytics' `engine/results.py`).
+
+Each result is built from the very records `gazeclip predict --json` prints, so the API and the
+command line can never disagree: `FaceResult.to_dict()` is the record, `ImageResult.records()` and
+`VideoResult.records()` are the lines `predict --json` prints for that input.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+# ---------------------------------------------------------------- verdict
+# VERDICT FALLBACK: the one place that decides "real"/"fake" from p_fake while the run has no
+# validation-chosen detection threshold. Records that already carry a `verdict` keep it.
+FALLBACK_DETECTION_THRESHOLD = 0.5
+
+
+def detection_threshold(run) -> float:
+    """The run's real/fake threshold on p_fake (a validation-calibrated one when the run has it)."""
+    t = getattr(run, "detection_threshold", None)
+    return FALLBACK_DETECTION_THRESHOLD if t is None else float(t)
+
+
+def verdict_of(run, p_fake: float) -> str:
+    return "fake" if p_fake >= detection_threshold(run) else "real"
+
+
+def with_verdict(run, rec: dict) -> dict:
+    """The record with a `verdict` (added only when the record has none)."""
+    if "p_fake" in rec and "verdict" not in rec:
+        rec["verdict"] = verdict_of(run, rec["p_fake"])
+    return rec
+# ---------------------------------------------------------------- end of the verdict fallback
+
+
+class _JSON:
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+
+@dataclass
+class GazeAngles:
+    pitch: float                      # degrees, ETH-XGaze normalised frame
+    yaw: float
+    arrows: list[list[float]] = field(default_factory=list)  # [x0, y0, x1, y1] pixels per eye
+
+
+@dataclass
+class HeadPose:
+    pitch: float                      # degrees
+    yaw: float
+    roll: float
+
+
+@dataclass
+class FaceResult(_JSON):
+    """One face: where it is, real or fake, which generator, its gaze and head pose."""
+
+    face: int                         # index of the face in its image, largest first
+    box: tuple[float, float, float, float] | None   # x0, y0, x1, y1 pixels; None for whole-image runs
+    p_fake: float
+    verdict: str                      # "real" | "fake"
+    generator: str | None
+    generator_prob: float | None
+    family: str | None
+    unknown_generator: bool
+    gaze: GazeAngles | None
+    head_pose: HeadPose | None
+    frame: int | None = None          # video frames only: frame number, time (s) and face track
+    time: float | None = None
+    track: int | None = None
+    record: dict = field(default_factory=dict, repr=False)  # the `predict --json` record
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "FaceResult":
+        g, h = rec.get("gaze"), rec.get("head")
+        return cls(face=rec["face"], box=tuple(rec["box"]) if rec.get("box") else None, p_fake=rec["p_fake"],
+                   verdict=rec["verdict"], generator=rec.get("generator"), generator_prob=rec.get("generator_prob"),
+                   family=rec.get("family"), unknown_generator=bool(rec.get("unknown_generator")),
+                   gaze=GazeAngles(g["pitch"], g["yaw"], list(g.get("arrows", []))) if g else None,
+                   head_pose=HeadPose(h["pitch"], h["yaw"], h["roll"]) if h else None,
+                   frame=rec.get("frame"), time=rec.get("time"), track=rec.get("track"), record=rec)
+
+    def to_dict(self) -> dict:
+        return dict(self.record)
+
+
+@dataclass
+class ImageResult(_JSON):
+    """All faces of one image (empty when none was found), or why it could not be read."""
+
+    source: str                       # the path, or "<array N>" / "<image N>" for in-memory images
+    faces: list[FaceResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def records(self) -> list[dict]:
+        """The lines `gazeclip predict --json` prints for this image."""
+        if self.error is not None:
+            return [{"path": self.source, "error": self.error}]
+        if not self.faces:
+            return [{"path": self.source, "faces": 0}]
+        return [f.to_dict() for f in self.faces]
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "kind": "image", "error": self.error,
+                "faces": [f.to_dict() for f in self.faces]}
+
+
+@dataclass
+class TrackResult:
+    """One face followed across the sampled frames (IoU tracking) and its aggregated scores."""
+
+    track: int
+    frames: int                       # sampled frames the face was found in
+    first_time: float
+    last_time: float
+    p_fake: float                     # mean of the top-k frame p_fake (see docs/engine.md, "Video")
+    verdict: str
+    generator: str | None
+    generator_prob: float | None
+    family: str | None
+    unknown_generator: bool
+    box: list[float] | None           # in the first frame of the track
+
+
+@dataclass
+class VideoResult(_JSON):
+    """A video's verdict (its most suspicious face track), its tracks and its per-frame faces."""
+
+    source: str
+    fps: float | None = None
+    duration: float | None = None
+    frames_sampled: int = 0
+    p_fake: float | None = None       # None when no face was found in any sampled frame
+    verdict: str | None = None
+    tracks: list[TrackResult] = field(default_factory=list)
+    frames: list[FaceResult] = field(default_factory=list)
+    error: str | None = None
+    record: dict = field(default_factory=dict, repr=False)        # the `predict --json` video line
+    frame_records: list[dict] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def from_records(cls, summary: dict, frame_records: list[dict]) -> "VideoResult":
+        if "error" in summary:
+            return cls(source=summary["path"], error=summary["error"], record=summary)
+        faces = [FaceResult.from_record(r) for r in frame_records if "p_fake" in r]
+        return cls(source=summary["path"], fps=summary.get("fps"), duration=summary.get("duration"),
+                   frames_sampled=summary["frames"], p_fake=summary.get("p_fake"), verdict=summary.get("verdict"),
+                   tracks=[TrackResult(**t) for t in summary.get("tracks", [])], frames=faces, record=summary,
+                   frame_records=frame_records)
+
+    def records(self, per_frame: bool = False) -> list[dict]:
+        """The lines `gazeclip predict --json [--per-frame]` prints for this video."""
+        return ([dict(r) for r in self.frame_records] if per_frame else []) + [dict(self.record)]
+
+    def to_dict(self) -> dict:
+        d = dict(self.record)
+        d["kind"] = "video"
+        d["frame_records"] = [dict(r) for r in self.frame_records]
+        return d

@@ -1,0 +1,164 @@
+"""The HTTP service around one `Detector` (engine/detector.py).
+
+    POST /v1/predict   multipart form, one or more files in the field `files` (or `file`)
+                       -> {"records": [...], "model", "elapsed_ms"}; records are the lines
+                       `gazeclip predict --json` prints, "path" being the uploaded file's name
+    GET  /healthz      {"status": "ok", "model", "backbone", "run", "classes", "faces",
+                        "detection_threshold", "version"}
+    GET  /             the web page (static/index.html)
+
+Bad input gets an HTTP error with a one-line message and the service goes on: a body over the
+upload limit (default 20 MB) 413 before it is read in full; a file that is not an image 415; a
+damaged image 422; an image whose declared size is too large to decode (a decompression bomb)
+413, refused by the project's one image decoder (gazeclip.faces.io.decode_image). Requests are
+served by a thread pool; the detector's lock runs one prediction at a time, and at most
+`max_pending` requests may wait or run at once (more get 503), so memory stays bounded.
+"""
+# no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time
+
+import json
+import threading
+import time
+from importlib import resources
+
+DEFAULT_MAX_UPLOAD_MB = 20.0
+DEFAULT_MAX_PENDING = 64
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over `max_bytes` with 413, by Content-Length when
+    the client sends one and by counting the bytes as they arrive otherwise."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = int(max_bytes)
+
+    async def _send_413(self, send) -> None:
+        body = json.dumps({"detail": f"upload larger than the limit of {self.max_bytes / 1e6:.1f} MB; "
+                                     "send a smaller image (or start the service with a larger --max-upload-mb)"})
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            if length is not None and int(length) > self.max_bytes:
+                return await self._send_413(send)
+        except ValueError:
+            pass
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return msg
+
+        async def tracking_send(msg):
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._send_413(send)
+
+
+def _status_for(err) -> int:
+    """HTTP status of an ImageReadError: 413 too large (bomb), 415 not an image, 422 damaged."""
+    reason = getattr(err, "reason", str(err)).lower()
+    if "too large" in reason or "exceed" in reason or "decompression" in reason:
+        return 413
+    if "not an image" in reason or "unknown format" in reason:
+        return 415
+    return 422
+
+
+def page_html() -> str:
+    return (resources.files("gazeclip.serve") / "static" / "index.html").read_text(encoding="utf-8")
+
+
+def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pending: int = DEFAULT_MAX_PENDING):
+    """A FastAPI app serving `detector` (a gazeclip Detector, or anything with its `iter_records`)."""
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import HTMLResponse
+
+    from .. import __version__
+    from ..engine.results import detection_threshold
+    from ..faces.io import ImageReadError, decode_image
+
+    max_bytes = int(max_upload_mb * 1e6)
+    app = FastAPI(title="gazeclip", version=__version__,
+                  description="Deepfake detection and attribution of faces, with gaze (GazeCLIP).")
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    slots = threading.BoundedSemaphore(max_pending)
+    run = detector.run
+    info = {"model": run.cfg.model, "backbone": run.cfg.backbone, "run": run.run_dir.name,
+            "classes": list(run.taxonomy.classes), "faces": run.cfg.faces,
+            "detection_threshold": detection_threshold(run), "version": __version__}
+    html = page_html()
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", **info}
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return html
+
+    async def _uploads(request: Request) -> list[tuple[str, bytes]]:
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise HTTPException(415, "send the images as multipart/form-data in the field 'files'")
+        form = await request.form(max_files=64, max_fields=64)
+        try:
+            files = [v for k, v in form.multi_items() if k in ("files", "file") and hasattr(v, "read")]
+            if not files:
+                raise HTTPException(422, "no file in the form; send one or more images in the field 'files'")
+            return [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(files)]
+        finally:
+            await form.close()
+
+    def _predict(uploads: list[tuple[str, bytes]]) -> dict:
+        if not slots.acquire(blocking=False):
+            raise HTTPException(503, f"busy: {max_pending} requests are already waiting; retry shortly")
+        try:
+            t0 = time.perf_counter()
+            images = []
+            for name, data in uploads:  # decode all first: one bad file fails the request before any work
+                try:
+                    images.append((name, decode_image(data, name)))
+                except ImageReadError as e:
+                    raise HTTPException(_status_for(e), str(e)) from None
+            records = []
+            for name, img in images:
+                for _, rec in detector.iter_records([img]):
+                    rec["path"] = name
+                    records.append(rec)
+            return {"records": records, "model": info["model"], "run": info["run"],
+                    "elapsed_ms": round(1000 * (time.perf_counter() - t0), 1)}
+        finally:
+            slots.release()
+
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> dict:
+        from starlette.concurrency import run_in_threadpool
+
+        uploads = await _uploads(request)
+        return await run_in_threadpool(_predict, uploads)
+
+    return app

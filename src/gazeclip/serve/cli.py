@@ -1,0 +1,40 @@
+"""`gazeclip serve --run RUN [--host 127.0.0.1] [--port 8000]`: the HTTP service and its web page.
+
+    gazeclip serve --run demo-out/runs/gazeclip-p2
+    # open http://127.0.0.1:8000/ , or:
+    curl -F files=@photo.jpg http://127.0.0.1:8000/v1/predict
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .app import DEFAULT_MAX_PENDING, DEFAULT_MAX_UPLOAD_MB
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder written by `gazeclip train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest request body accepted (default {DEFAULT_MAX_UPLOAD_MB:g} MB); larger ones get 413")
+    p.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
+                   help="requests allowed to wait or run at once; more get 503")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.detector import load
+    from .app import create_app
+
+    try:
+        det = load(args.run, args.device)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"gazeclip serve: {e}", file=sys.stderr)
+        return 1
+    import uvicorn
+
+    app = create_app(det, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending)
+    print(f"gazeclip serve: {det} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
