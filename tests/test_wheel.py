@@ -1,0 +1,76 @@
+"""The package installs as a plain (non-editable) wheel and works from there: configs and the web
+page are package data, nothing looks for the source tree."""
+from __future__ import annotations
+
+import os
+import re
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "gazeclip"
+
+
+def test_no_code_looks_for_the_repository():
+    offenders = [str(p.relative_to(ROOT)) for p in SRC.rglob("*.py")
+                 if re.search(r"__file__\)?(\.resolve\(\))?\.parents\[", p.read_text())]
+    assert offenders == []
+
+
+def test_every_config_is_package_data():
+    from gazeclip.configs import packaged
+
+    assert not (ROOT / "configs").exists(), "configs/ belongs inside the package: src/gazeclip/configs/"
+    for kind in ("models", "runs"):
+        on_disk = sorted(p.stem for p in (SRC / "configs" / kind).glob("*.yaml"))
+        assert on_disk and sorted(packaged(kind)) == on_disk
+    extra = [p for p in (SRC / "configs").iterdir() if p.is_dir() and p.name not in ("models", "runs", "__pycache__")]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"gazeclip.configs" = ["*/*.yaml"]' in pyproject  # any new folder of YAMLs is shipped too
+    for d in extra:
+        assert list(d.glob("*.yaml")), d
+
+
+@pytest.mark.slow
+def test_wheel_install_into_a_fresh_venv(tmp_path):
+    """Build the wheel, `pip install --no-deps` it into a new venv, run the `gazeclip` script there."""
+    import shutil
+
+    tree = tmp_path / "tree"  # a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / f, tree / f)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    dist = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                        "-w", str(dist), str(tree)], capture_output=True, text=True, cwd=tmp_path, env=clean)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = dist.glob("gazeclip-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                       capture_output=True, text=True, cwd=tmp_path, env=clean)
+    assert r.returncode == 0, r.stderr[-2000:]
+    py = venv / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    assert (Path(purelib) / "gazeclip" / "configs" / "models" / "gazeclip.yaml").is_file()
+    assert (Path(purelib) / "gazeclip" / "serve" / "static" / "index.html").is_file()
+    # the venv's own gazeclip comes first; this environment's third-party packages after it
+    # (PYTHONPATH entries are not site dirs, so an editable install of gazeclip there stays inactive)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([purelib, *site.getsitepackages()])}
+    env.pop("GAZECLIP_MODEL_CONFIGS", None)
+    code = ("import gazeclip, gazeclip.configs as c; print(gazeclip.__file__); "
+            "print(sorted(c.packaged('runs'))); from gazeclip.serve.app import page_html; print(len(page_html()))")
+    r = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    where, runs, page = r.stdout.split("\n")[:3]
+    assert where.startswith(purelib) and runs == "['default', 'smoke', 'tiny']" and int(page) > 1000
+    r = subprocess.run([str(venv / "bin" / "gazeclip"), "info", "--model", "gazeclip", "--backbone", "tiny-random"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "total" in r.stdout.lower()
