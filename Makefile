@@ -5,12 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.gazeclip-installed
 PYTEST_ARGS ?=
 
-.PHONY: install weights demo test clean-venv
+.PHONY: install weights demo test lock clean-venv
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the version the tests passed with (reproducible CI);
+# pyproject.toml keeps compatible ranges. `make lock` rewrites it from a working .venv.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +26,9 @@ demo: weights
 
 test: weights
 	GAZECLIP_REQUIRE_WEIGHTS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+lock: install
+	$(PY) .ci/lock.py
 
 clean-venv:
 	rm -rf $(VENV)
