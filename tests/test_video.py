@@ -179,3 +179,33 @@ def test_shipped_real_clip_gives_one_track(real_weights, tmp_path):
     assert all(f.box is not None and f.gaze is not None for f in res.frames)
     assert res.duration == pytest.approx(2.4, abs=0.1)
     assert math.isclose(res.p_fake, topk_mean([f.p_fake for f in res.frames], 0.5), abs_tol=1e-6)
+
+
+def test_write_video_round_trip_and_refuses_mixed_sizes(tmp_path):
+    from gazeclip.bench.video_forgery import write_video
+
+    frames = [np.full((48, 64, 3), v, np.uint8) for v in (20, 120, 220)]
+    path = write_video(frames, tmp_path / "out.mp4", fps=5)
+    got = list(iter_frames(path, frames=3))
+    assert [f.index for f in got] == [0, 1, 2]
+    assert [int(f.image.mean()) for f in got] == pytest.approx([20, 120, 220], abs=4)
+    with pytest.raises(ValueError, match="differ in size"):
+        write_video([frames[0], np.zeros((10, 10, 3), np.uint8)], tmp_path / "bad.mp4", fps=5)
+    assert not (tmp_path / "bad.mp4").exists() and list(tmp_path.glob(".bad*")) == []  # nothing half-written
+
+
+@pytest.mark.real
+def test_gaze_redirect_changes_the_eyes_of_every_frame(real_weights):
+    from gazeclip.bench.video_forgery import forge_frames
+    from gazeclip.weights import asset_path
+
+    frames = [f.image for f in iter_frames(asset_path("video-single-face"), frames=2)]
+    fv = forge_frames(frames, "gaze-redirect", seed=3)
+    assert fv.untouched == 0 and abs(fv.params["dx"]) >= 0.12
+    for before, after in zip(frames, fv.frames):
+        diff = np.abs(before.astype(int) - after.astype(int)).sum(2)
+        changed = np.argwhere(diff > 10)
+        assert len(changed) > 20  # the irises moved
+        assert np.ptp(changed[:, 0]) < before.shape[0] / 4  # ... and nothing far from the eyes did
+    again = forge_frames(frames, "gaze-redirect", seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(fv.frames, again.frames))  # seeded
