@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from .quiet import set_verbose
 
         set_verbose(True)
+    else:  # transformers' "Loading weights" bars say nothing to a user of a local model
+        import os
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not getattr(args, "_module", None):
         parser.print_help()
         return 0
