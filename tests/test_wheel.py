@@ -74,3 +74,25 @@ def test_wheel_install_into_a_fresh_venv(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "total" in r.stdout.lower()
+
+
+def test_run_configs_by_name_or_path_and_user_model_configs(tmp_path, monkeypatch):
+    from gazeclip.engine.config import TrainConfig
+    from gazeclip.models import add_model_config, list_models, model_config, registry
+
+    assert TrainConfig.from_yaml("smoke").epochs == 4
+    assert TrainConfig.from_yaml("tiny.yaml").backbone == "tiny-random"
+    assert TrainConfig.from_yaml("configs/runs/tiny.yaml").backbone == "tiny-random"  # the old layout's path
+    own = tmp_path / "mine.yaml"
+    own.write_text("epochs: 2\nbackbone: tiny-random\n")
+    assert TrainConfig.from_yaml(own).epochs == 2
+    with pytest.raises(FileNotFoundError, match="packaged: default, smoke, tiny"):
+        TrainConfig.from_yaml("nope")
+    monkeypatch.setattr(registry, "_EXTRA_CONFIGS", [])
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "gazeclip-mine.yaml").write_text(
+        "name: gazeclip-mine\narchitecture: gazeclip\ndescription: a user's model\nconfig:\n  lora_rank: 2\n")
+    add_model_config(tmp_path / "models")
+    assert "gazeclip-mine" in list_models() and model_config("gazeclip-mine").lora_rank == 2
+    with pytest.raises(FileNotFoundError):
+        add_model_config(tmp_path / "missing")
