@@ -13,7 +13,8 @@ from gazeclip.engine.trainer import taxonomy_to_dict
 from gazeclip.engine.utils import atomic_write_json
 from gazeclip.models.interface import Taxonomy
 
-FACE_KEYS = {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator", "gaze"}
+FACE_KEYS = {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator", "gaze", "box",
+             "head", "verdict"}
 
 
 def make_run(run: Path, faces: str = "detect") -> Taxonomy:
@@ -54,7 +55,8 @@ def test_predict_folder_three_records(real_weights, tmp_path, capsys):
     assert 0.0 <= face["p_fake"] <= 1.0 and 0.0 < face["generator_prob"] <= 1.0
     assert face["generator"] in tx.classes and face["family"] in tx.families
     assert isinstance(face["unknown_generator"], bool)
-    assert set(face["gaze"]) == {"pitch", "yaw"} and abs(face["gaze"]["yaw"]) < 60
+    assert set(face["gaze"]) == {"pitch", "yaw", "arrows"} and abs(face["gaze"]["yaw"]) < 60
+    assert len(face["box"]) == 4 and set(face["head"]) == {"pitch", "yaw", "roll"}
     assert by_name["coffee.png"] == {"path": str(folder.parent / "coffee.png"), "faces": 0}
     bad = by_name["broken.jpg"]
     assert set(bad) == {"path", "error"} and "broken.jpg" in bad["error"]

@@ -81,7 +81,9 @@ class BodyLimit:
 def _status_for(err) -> int:
     """HTTP status of an ImageReadError: 413 too large (bomb), 415 not an image, 422 damaged."""
     reason = getattr(err, "reason", str(err)).lower()
-    if "too large" in reason or "exceed" in reason or "decompression" in reason:
+    # the decoder's size checks: "declares ... pixels, over the limit", "more pixels than the limit",
+    # "not enough memory to decode it"
+    if any(w in reason for w in ("limit", "too large", "exceed", "decompression", "memory")):
         return 413
     if "not an image" in reason or "unknown format" in reason:
         return 415
