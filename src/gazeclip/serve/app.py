@@ -158,7 +158,7 @@ def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pendi
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> dict:
-        from starlette.concurrency import run_in_threadpool
+        from fastapi.concurrency import run_in_threadpool
 
         uploads = await _uploads(request)
         return await run_in_threadpool(_predict, uploads)
