@@ -13,13 +13,17 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-KINDS = ("models", "runs")
+
+
+def kinds() -> list[str]:
+    """The folders of configs shipped in the package (models, runs, and any added later)."""
+    return sorted(t.name for t in resources.files(__name__).iterdir() if t.is_dir() and not t.name.startswith("_"))
 
 
 def packaged(kind: str) -> dict[str, Traversable]:
     """name -> YAML file shipped in the package, for one kind of config."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown config kind {kind!r}; known: {', '.join(KINDS)}")
+    if kind not in kinds():
+        raise ValueError(f"unknown config kind {kind!r}; known: {', '.join(kinds())}")
     folder = resources.files(__name__) / kind
     return {Path(t.name).stem: t for t in sorted(folder.iterdir(), key=lambda t: t.name)
             if t.name.endswith(".yaml")}
