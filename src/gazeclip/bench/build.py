@@ -1,16 +1,17 @@
-"""`gazeclip bench build`: the offline benchmark (real faces + 11 generators in 7 families).
+"""`gazeclip bench build`: the offline benchmark (637 real faces + 11 generators in 7 families).
 
 Every image, real or fake, gets the same post-processing (`finalize`): MediaPipe landmarks, the
-canonical square face crop, a 64 px bottleneck, bicubic to 128x128, RGB PNG at zlib level 9, no
-metadata. So no class differs by resolution, format, colour mode or compression.
+canonical square face crop, a 64 px bottleneck, bicubic to 128x128, an uncompressed RGB PNG with
+no metadata. So no class differs by resolution, format, colour mode, compression or file size.
+The real photos and the landmark forgers' inputs first go through the same 256 px work crop
+(`realfaces.work_face`), and the landmark forgers take their faces from the real photos of the
+split they build.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,17 +20,22 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from gazeclip.atomic import atomic_write_bytes, atomic_write_text
 from gazeclip.data.manifest import REAL, ManifestRow, Protocol, write_manifest, write_protocols
 
-from .faceops import detect_face, face_crop
-from .forgers import REGISTRY, create_forger, derive_seed
+from .faceops import FaceLM, detect_face, face_crop
+from .forgers import REGISTRY, LandmarkForger, create_forger, derive_seed
+from .realfaces import REAL_FRACTIONS, FacePool, real_faces
 
 OUT_SIZE = 128
 # design choice, not from the paper: every class passes through a 64 px bottleneck (the native
 # size of the here-trained and DigiFace generators) so that sharpness/resolution, and with it
 # PNG file size, is not a shortcut that separates 1024 px sources from 64 px ones.
 BOTTLENECK = 64
-PNG_LEVEL = 9
+# design choice, not from the paper: PNG without compression (zlib level 0). Every file then has
+# the same size (49,425 bytes at 128x128), so file size cannot tell classes apart; with
+# compression, PNG size measures image entropy and separated the blurry generators (v1).
+PNG_LEVEL = 0
 SPLITS = ("train", "val", "test")
 
 
@@ -37,6 +43,8 @@ SPLITS = ("train", "val", "test")
 class Preset:
     name: str
     per_split: tuple[int, int, int]   # images per generator in train, val, test
+    # real photos per split (at most; the split's first ones in its fixed order); None: all of them
+    real_per_split: tuple[int, int, int] | None = None
 
     @property
     def per_class(self) -> int:
@@ -44,16 +52,10 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", (6, 2, 6)),
+    "smoke": Preset("smoke", (6, 2, 6), (12, 4, 12)),
     "mini": Preset("mini", (60, 10, 30)),
     "full": Preset("full", (300, 50, 150)),
 }
-
-# Real identities -> split. One identity never appears in two splits.
-# design choice, not from the paper: the 4 Obama portraits train, Biden validates, and three
-# different people (Collins, Hopper, Trump) test, so the test reals are the most diverse.
-REAL_SPLIT = {"barack-obama": "train", "joe-biden": "val", "eileen-collins": "test",
-              "grace-hopper": "test", "donald-trump": "test"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class BuildConfig:
     bottleneck: int = BOTTLENECK       # 0: none
     include_real: bool = True
     update: bool = False               # keep the other classes of an existing build in `out`
+    real_fractions: tuple[float, float, float] = REAL_FRACTIONS
+    # design choice, not from the paper: the landmark forgers edit real photos of the same split
+    # ("real", as FaceForensics++ and DF40 do); "msg" restores v1's fresh MobileStyleGAN faces.
+    landmark_source: str = "real"
 
 
 @dataclass
@@ -75,11 +81,14 @@ class BuildReport:
     seconds: dict[str, float] = field(default_factory=dict)
     face_found: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)   # real photo -> why it was left out
 
 
-def finalize(img: np.ndarray, out_size: int = OUT_SIZE, bottleneck: int = BOTTLENECK) -> tuple[bytes, bool]:
-    """The one post-processing of every class: face crop, bottleneck, resize, PNG bytes."""
-    face = detect_face(img)
+def finalize(img: np.ndarray, out_size: int = OUT_SIZE, bottleneck: int = BOTTLENECK,
+             face: FaceLM | None = None) -> tuple[bytes, bool]:
+    """The one post-processing of every class: face crop, bottleneck, resize, PNG bytes.
+    `face`: landmarks already found on `img` by the same detector (saves a second detection)."""
+    face = face if face is not None else detect_face(img)
     if bottleneck:
         crop, found = face_crop(img, bottleneck, face)
         crop = cv2.resize(crop, (out_size, out_size), interpolation=cv2.INTER_CUBIC)
@@ -89,19 +98,6 @@ def finalize(img: np.ndarray, out_size: int = OUT_SIZE, bottleneck: int = BOTTLE
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes(), found
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def default_protocols(generators: tuple[str, ...]) -> list[Protocol]:
@@ -129,19 +125,6 @@ def check_protocol(p: Protocol, families: dict[str, str]) -> list[str]:
     return protocol_problems(p, families)
 
 
-def _real_items() -> list[tuple[str, np.ndarray, dict]]:
-    from gazeclip.faces.io import load_image
-    from gazeclip.weights import REAL_PHOTOS, asset_path
-
-    items = []
-    for photo in REAL_PHOTOS:
-        path = asset_path(photo.asset)
-        img = load_image(path)  # the one decoder: identical pixels to cv2.imread here (checked on all 8)
-        items.append((photo.identity, img,
-                      {"asset": photo.asset, "rights": photo.rights, "file": Path(path).name}))
-    return items
-
-
 def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
     """Write images, manifest.csv, protocols.yaml, items.jsonl and build_info.json under `out`."""
     from gazeclip.weights import SOURCES
@@ -153,25 +136,33 @@ def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
     rows: list[ManifestRow] = []
     items: list[dict] = []
 
+    faces = real_faces(cfg.real_fractions)
+    pools = {sp: FacePool([f for f in faces if f.split == sp]) for sp in SPLITS}
     if cfg.include_real:
         t0 = time.perf_counter()
-        real = _real_items()
         counts = {s: 0 for s in SPLITS}
-        found = 0
-        for i, (ident, img, meta) in enumerate(tqdm(real, desc=f"{REAL:>18}", disable=quiet, unit="img")):
-            split = REAL_SPLIT[ident]
-            data, ok = finalize(img, cfg.out_size, cfg.bottleneck)
-            found += ok
-            rel = f"{REAL}/{i:05d}.png"
+        caps = cfg.preset.real_per_split or (None, None, None)
+        todo = [(sp, j) for sp, cap in zip(SPLITS, caps) for j in range(len(pools[sp]) if cap is None
+                                                                        else min(cap, len(pools[sp])))]
+        for i, (split, j) in enumerate(tqdm(todo, desc=f"{REAL:>18}", disable=quiet, unit="img")):
+            wf = pools[split].get(j)
+            f = pools[split].faces[j]
+            if wf is None:  # unreadable or faceless photo: reported, the build goes on
+                rep.skipped[f.asset] = pools[split].bad[f.asset]
+                if not quiet:
+                    print(f"skipped {rep.skipped[f.asset]}", flush=True)
+                continue
+            data, _ = finalize(wf.image, cfg.out_size, cfg.bottleneck, face=wf.landmarks)
+            rel = f"{REAL}/{counts['train'] + counts['val'] + counts['test']:05d}.png"
             atomic_write_bytes(out / rel, data)
             sha = hashlib.sha256(data).hexdigest()
-            rows.append(ManifestRow(rel, REAL, "real", "real", split, f"real photo {meta['file']} ({meta['asset']})",
-                                    meta["rights"], sha, ident))
-            items.append({"path": rel, "face_found": ok, **meta})
+            rows.append(ManifestRow(rel, REAL, "real", "real", split, f"{f.package}:{f.file}", f.rights, sha,
+                                    f.identity))
+            items.append({"path": rel, "face_found": True, "asset": f.asset, "group": f.group})
             counts[split] += 1
         rep.counts[REAL] = counts
         rep.seconds[REAL] = round(time.perf_counter() - t0, 1)
-        rep.face_found[REAL] = found / max(1, len(real))
+        rep.face_found[REAL] = sum(counts.values()) / max(1, len(todo))
 
     for name in cfg.generators:
         forger = create_forger(name)
@@ -181,15 +172,22 @@ def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
         found = 0
         bar = tqdm(total=cfg.preset.per_class, desc=f"{name:>18}", disable=quiet, unit="img")
         idx = 0
+        landmark = isinstance(forger, LandmarkForger)
+        if landmark and cfg.landmark_source not in ("real", "msg"):
+            raise ValueError(f"landmark_source must be 'real' or 'msg', not {cfg.landmark_source!r}")
         for split, n in zip(SPLITS, cfg.preset.per_split):
+            if landmark:  # real photos of this split only: nothing crosses the split
+                forger.use_pool(pools[split] if cfg.landmark_source == "real" else None)
+            source = forger.row_source if landmark else info.source
+            licence = forger.row_licence if landmark else info.licence
             for f in forger.iter_generate(n, derive_seed("bench", cfg.seed, name, split)):
                 data, ok = finalize(f.image, cfg.out_size, cfg.bottleneck)
                 found += ok
                 rel = f"{name}/{idx:05d}.png"
                 atomic_write_bytes(out / rel, data)
                 sha = hashlib.sha256(data).hexdigest()
-                rows.append(ManifestRow(rel, name, info.family, info.forgery_type, split, info.source,
-                                        info.licence, sha, ""))
+                rows.append(ManifestRow(rel, name, info.family, info.forgery_type, split, source,
+                                        licence, sha, "+".join(f.identities)))
                 items.append({"path": rel, "face_found": ok, **f.meta})
                 counts[split] += 1
                 idx += 1
@@ -227,6 +225,8 @@ def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
     write_manifest(rows, out / "manifest.csv")
     write_protocols(protos, out / "protocols.yaml")
     atomic_write_text(out / "items.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in items))
+    for pool in pools.values():  # faces a landmark forger could not use
+        rep.skipped.update({a: why for a, why in pool.bad.items() if a not in rep.skipped})
     rep.total_seconds = round(time.perf_counter() - t_all, 1)
     if cfg.update:
         rep.total_seconds = round(sum(rep.seconds.values()), 1)

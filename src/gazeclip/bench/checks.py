@@ -1,4 +1,5 @@
-"""Checks of a built benchmark: format shortcuts, near-duplicates across splits, identities."""
+"""Checks of a built benchmark: format-level shortcuts (asserted by the tests), pixel statistics
+per class (reported), near-duplicates across splits, real identities on one side of the split."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -48,12 +49,56 @@ def near_duplicates(data_dir: Path, rows: list[ManifestRow] | None = None, max_d
 
 
 def identities_across_splits(rows: list[ManifestRow]) -> dict[str, set[str]]:
-    """Real identities that appear in more than one split."""
+    """Real people who appear in more than one split, counting every row that names them: real
+    photos and the manipulations made from them (identity `target+donor`)."""
     sp: dict[str, set[str]] = defaultdict(set)
     for r in rows:
-        if r.cls == REAL and r.identity:
-            sp[r.identity].add(r.split)
+        for ident in filter(None, r.identity.split("+")):
+            sp[ident].add(r.split)
     return {k: v for k, v in sp.items() if len(v) > 1}
+
+
+# ------------------------------------------------------------------ format-level shortcut
+
+# design choice, not from the paper: a format-level classifier may beat chance by at most this
+# much (balanced accuracy, cross-validated) before the benchmark counts as leaking its labels
+# through the file format.
+FORMAT_MARGIN = 0.10
+FORMAT_FEATURES = ("file_bytes", "width", "height", "mode", "format", "bit_depth", "png_chunks",
+                   "png_ancillary_bytes", "jpeg", "jpeg_quant_mean")
+_MODES = {"1": 1, "L": 2, "P": 3, "RGB": 4, "RGBA": 5, "CMYK": 6, "YCbCr": 7, "LA": 8, "I;16": 9}
+_FORMATS = {"PNG": 1, "JPEG": 2, "WEBP": 3, "BMP": 4, "TIFF": 5, "GIF": 6}
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, int]]:
+    """(type, length) of every chunk of a PNG file ([] if it is not one)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return []
+    out, i = [], 8
+    while i + 8 <= len(data):
+        n = int.from_bytes(data[i:i + 4], "big")
+        out.append((data[i + 4:i + 8], n))
+        i += 12 + n
+    return out
+
+
+def format_features(path: Path) -> tuple[list[float], str, tuple[int, int], str]:
+    """Features a file carries besides its pixels: size in bytes, dimensions, colour mode, container
+    format, bit depth, PNG chunk count and metadata (ancillary chunk) bytes, JPEG-ness and JPEG
+    quantisation. Returns (features, format, size, mode)."""
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    with Image.open(path) as im:
+        fmt, size, mode = im.format or "?", im.size, im.mode
+        quant = getattr(im, "quantization", None) or {}
+        bits = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "I;16": 16}.get(mode, 8)
+    chunks = _png_chunks(data)
+    ancillary = sum(n for t, n in chunks if t[:1].islower())  # tEXt, iTXt, pHYs, gAMA, eXIf, ...
+    qmean = float(np.mean([np.mean(list(t)) for t in quant.values()])) if quant else 0.0
+    feats = [len(data), size[0], size[1], _MODES.get(mode, 0), _FORMATS.get(fmt, 0), bits, len(chunks),
+             ancillary, float(fmt == "JPEG"), qmean]
+    return feats, fmt, size, mode
 
 
 @dataclass
@@ -61,51 +106,130 @@ class ShortcutReport:
     formats: set[str]
     sizes: set[tuple[int, int]]
     modes: set[str]
-    real_fake_balanced_acc: float     # cross-validated, from (file size, width, height, mode) alone
-    class_acc: float                  # the same for all classes
-    class_chance: float               # majority-class rate
+    real_fake_balanced_acc: float     # cross-validated, from the format-level features alone
+    class_balanced_acc: float         # the same for all classes
+    class_chance: float               # 1 / number of classes (balanced accuracy of any constant guess)
     n: int
+    file_bytes: set[int]
+    margin: float = FORMAT_MARGIN
+
+    @property
+    def ok(self) -> bool:
+        return (self.real_fake_balanced_acc <= 0.5 + self.margin
+                and self.class_balanced_acc <= self.class_chance + self.margin)
+
+    def summary(self) -> str:
+        return (f"formats {sorted(self.formats)}, sizes {sorted(self.sizes)}, modes {sorted(self.modes)}, "
+                f"{len(self.file_bytes)} distinct file size(s); format-level classifier, {self.n} images: "
+                f"real vs fake balanced accuracy {self.real_fake_balanced_acc:.2f} (chance 0.50), "
+                f"{round(1 / self.class_chance)} classes {self.class_balanced_acc:.2f} "
+                f"(chance {self.class_chance:.2f}); allowed margin {self.margin:.2f}: "
+                + ("passes" if self.ok else "FAILS"))
 
 
-def _read_header(path: Path) -> tuple[str, tuple[int, int], str]:
-    from gazeclip.faces.io import image_header
-
-    return image_header(path)
-
-
-def shortcut_report(data_dir: Path, rows: list[ManifestRow] | None = None, seed: int = 0) -> ShortcutReport:
-    """Can (file size, width, height, colour mode) alone tell classes, or real from fake, apart?
-    A depth-3 decision tree, stratified k-fold cross-validation."""
+def _cv_balanced_acc(x: np.ndarray, y: np.ndarray, model, seed: int) -> float:
+    """Balanced accuracy of `model` under stratified k-fold cross-validation (k <= 5)."""
+    from sklearn.base import clone
+    from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    _, yi = np.unique(y, return_inverse=True)
+    k = int(min(5, np.bincount(yi).min()))
+    if len(np.unique(yi)) < 2:
+        return float("nan")
+    if k < 2:
+        return 1.0 / len(np.unique(yi))
+    p = cross_val_predict(clone(model), x, yi, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+    return float(balanced_accuracy_score(yi, p))
+
+
+def shortcut_report(data_dir: Path, rows: list[ManifestRow] | None = None, seed: int = 0,
+                    margin: float = FORMAT_MARGIN) -> ShortcutReport:
+    """Can the file format alone (FORMAT_FEATURES) tell real from fake, or class from class?
+    A decision tree (depth 5, balanced class weights) under stratified k-fold cross-validation;
+    `ok` when both balanced accuracies stay within `margin` of chance."""
     from sklearn.tree import DecisionTreeClassifier
 
     data_dir = Path(data_dir)
     rows = rows if rows is not None else read_manifest(data_dir)
     feats, formats, sizes, modes = [], set(), set(), set()
     for r in rows:
-        p = data_dir / r.path
-        fmt, size, mode = _read_header(p)
+        f, fmt, size, mode = format_features(data_dir / r.path)
+        feats.append(f)
         formats.add(fmt)
         sizes.add(size)
         modes.add(mode)
-        feats.append([p.stat().st_size, size[0], size[1], hash(mode) % 1000])
     x = np.array(feats, dtype=np.float64)
-
-    def cv_pred(y: np.ndarray) -> np.ndarray:
-        k = int(min(5, np.bincount(np.unique(y, return_inverse=True)[1]).min()))
-        if k < 2:
-            return np.full_like(y, np.bincount(y).argmax())
-        return cross_val_predict(DecisionTreeClassifier(max_depth=3, random_state=seed), x, y,
-                                 cv=StratifiedKFold(k, shuffle=True, random_state=seed))
-
+    tree = DecisionTreeClassifier(max_depth=5, class_weight="balanced", random_state=seed)
     y_rf = np.array([r.cls != REAL for r in rows], dtype=int)
-    if len(set(y_rf)) > 1:
-        p = cv_pred(y_rf)
-        bal = float(np.mean([np.mean(p[y_rf == c] == c) for c in (0, 1)]))
-    else:
-        bal = 0.5
-    classes = sorted({r.cls for r in rows})
-    y_c = np.array([classes.index(r.cls) for r in rows])
-    pc = cv_pred(y_c)
-    chance = float(np.bincount(y_c).max() / len(y_c))
-    return ShortcutReport(formats, sizes, modes, bal, float(np.mean(pc == y_c)), chance, len(rows))
+    bal = _cv_balanced_acc(x, y_rf, tree, seed)
+    y_c = np.array([r.cls for r in rows])
+    n_cls = len(set(y_c))
+    return ShortcutReport(formats, sizes, modes, 0.5 if np.isnan(bal) else bal,
+                          _cv_balanced_acc(x, y_c, tree, seed) if n_cls > 1 else 1.0, 1.0 / n_cls, len(rows),
+                          {int(v) for v in x[:, 0]}, margin)
+
+
+# ------------------------------------------------------------------ pixel statistics (reported only)
+
+PIXEL_FEATURES = ("laplacian_var", "hf_energy_q", "hf_energy_h", "noise_residual_std", "gradient_mean")
+
+
+def pixel_features(path: Path) -> list[float]:
+    """Blur and high-frequency statistics of the greyscale image: variance of the Laplacian, share
+    of spectral energy beyond 1/4 and 1/2 of the Nyquist radius, std of the residual after a 3x3
+    median filter, mean gradient magnitude. Signal a detector may legitimately use."""
+    g = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if g is None:
+        raise FileNotFoundError(f"{path}: cannot read image")
+    f = g.astype(np.float64)
+    lap = cv2.Laplacian(f, cv2.CV_64F).var()
+    spec = np.abs(np.fft.fftshift(np.fft.fft2(f - f.mean()))) ** 2
+    h, w = f.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))  # 1 = Nyquist along an axis
+    tot = spec.sum() + 1e-12
+    resid = f - cv2.medianBlur(g, 3).astype(np.float64)
+    gx, gy = cv2.Sobel(f, cv2.CV_64F, 1, 0), cv2.Sobel(f, cv2.CV_64F, 0, 1)
+    return [float(np.log1p(lap)), float(spec[r > 0.25].sum() / tot), float(spec[r > 0.5].sum() / tot),
+            float(resid.std()), float(np.hypot(gx, gy).mean())]
+
+
+@dataclass
+class PixelStatsReport:
+    per_class: dict[str, dict[str, float]]   # class -> {"vs_real": balanced acc, "n": count, feature means}
+    real_fake_balanced_acc: float
+    class_balanced_acc: float
+    class_chance: float
+    n: int
+
+    def table(self) -> str:
+        lines = ["| class | n | vs real: balanced acc | " + " | ".join(PIXEL_FEATURES) + " |",
+                 "|---|---:|---:|" + "---:|" * len(PIXEL_FEATURES)]
+        for c, d in self.per_class.items():
+            acc = "-" if c == REAL else f"{d['vs_real']:.2f}"
+            lines.append(f"| {c} | {int(d['n'])} | {acc} | "
+                         + " | ".join(f"{d[k]:.3g}" for k in PIXEL_FEATURES) + " |")
+        return "\n".join(lines)
+
+
+def pixel_stats_report(data_dir: Path, rows: list[ManifestRow] | None = None, seed: int = 0) -> PixelStatsReport:
+    """How well simple pixel statistics (PIXEL_FEATURES) separate each class from real, real from
+    fake, and all classes: a random forest (100 trees, depth 6, balanced class weights) under
+    stratified 5-fold cross-validation, balanced accuracy. Reported, never asserted."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    data_dir = Path(data_dir)
+    rows = rows if rows is not None else read_manifest(data_dir)
+    x = np.array([pixel_features(data_dir / r.path) for r in rows])
+    y = np.array([r.cls for r in rows])
+    rf = RandomForestClassifier(n_estimators=100, max_depth=6, class_weight="balanced", random_state=seed, n_jobs=1)
+    per: dict[str, dict[str, float]] = {}
+    for c in dict.fromkeys(y):
+        sel = (y == c) | (y == REAL)
+        d = {"n": float((y == c).sum()), **{k: float(x[y == c, i].mean()) for i, k in enumerate(PIXEL_FEATURES)}}
+        d["vs_real"] = float("nan") if c == REAL else _cv_balanced_acc(x[sel], (y[sel] != REAL).astype(int), rf, seed)
+        per[c] = d
+    n_cls = len(per)
+    return PixelStatsReport(per, _cv_balanced_acc(x, (y != REAL).astype(int), rf, seed),
+                            _cv_balanced_acc(x, y, rf, seed), 1.0 / n_cls, len(rows))

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--no-real", action="store_true", help="leave the real photos out")
     b.add_argument("--no-bottleneck", action="store_true",
                    help="skip the common 64 px bottleneck (keeps native sharpness, re-opens a resolution shortcut)")
+    b.add_argument("--landmark-source", choices=["real", "msg"], default="real",
+                   help="faces the landmark forgers edit: real photos of the same split (default) or fresh "
+                        "MobileStyleGAN faces (benchmark v1)")
     b.add_argument("--update", action="store_true",
                    help="add/rebuild only the chosen classes of an existing build in --out, keep the others")
     b.add_argument("--grids", type=Path, default=None, help="also write sample grids (PNG) into this folder")
@@ -41,8 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split when none is given")
 
     sub.add_parser("list", help="list the registered generators")
-    r = sub.add_parser("report", help="markdown tables (generators, real faces, counts) of a built benchmark")
+    r = sub.add_parser("report", help="markdown tables (generators, real faces by source and identity, counts) "
+                                      "of a built benchmark")
     r.add_argument("dir", type=Path)
+    r.add_argument("--checks", action="store_true",
+                   help="also run the format-shortcut, pixel-statistics and near-duplicate checks (slower)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +77,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
             raise KeyError(f"unknown generator(s) {unknown}; known: {', '.join(REGISTRY)}")
         cfg = BuildConfig(PRESETS[args.preset], seed=args.seed, generators=gens,
                           bottleneck=0 if args.no_bottleneck else BOTTLENECK, include_real=not args.no_real,
-                          update=args.update)
+                          update=args.update, landmark_source=args.landmark_source)
         rep = build(args.out, cfg)
         if args.grids:
             from .report import write_grids
@@ -107,6 +113,6 @@ def _run(args: argparse.Namespace, action: str) -> int:
     if action == "report":
         from .report import full_report
 
-        print(full_report(args.dir))
+        print(full_report(args.dir, checks=args.checks))
         return 0
     raise ValueError(f"unknown action {action}")

@@ -1,8 +1,9 @@
 """Every generator of the benchmark behind one interface, `Forger.generate(n, seed)`, and a registry.
 
 Each item has its own seed derived from (seed, index), so an item never depends on how many others
-were made with it; landmark forgers draw fresh MobileStyleGAN source faces per item from seeds that
-no other item (and no training face of the here-trained forgers) uses.
+were made with it. The landmark forgers edit real photos of one split (the builder hands them that
+split's faces), so a manipulated face and a real one share their photographic style and nothing
+crosses a split.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class ForgerInfo:
 class Forged:
     image: np.ndarray            # H x W x 3 uint8 RGB, any size; the builder crops and resizes
     meta: dict = field(default_factory=dict)
+    identities: tuple[str, ...] = ()  # real people the image was made from (target first)
 
 
 class Forger(ABC):
@@ -55,8 +57,8 @@ class Forger(ABC):
     def generate(self, n: int, seed: int, progress: Callable[[int], None] | None = None) -> list[Forged]:
         """n images; item i is made from derive_seed(seed, i) alone."""
         out: list[Forged] = []
-        for i in range(n):
-            out.append(self.one(derive_seed(seed, i)))
+        for f in self.iter_generate(n, seed):
+            out.append(f)
             if progress:
                 progress(1)
         return out
@@ -236,9 +238,11 @@ class RealNVPMSGForger(TrainedForger):
         return Forged((x[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8))
 
 
-# ------------------------------------------------------------------ landmark forgers on MSG faces
+# ------------------------------------------------------------------ landmark forgers on real photos
 
-WORK_RES = 256  # landmark forgers operate on MobileStyleGAN faces downscaled to this size
+WORK_RES = 256  # landmark forgers operate on faces of this size (real work crops or downscaled MSG faces)
+REAL_LICENCE = "MIT (code); made from the benchmark's real photos: research use only, never redistributed"
+REAL_SOURCE = "gazeclip.bench.landmark_ops on real photos of the same split"
 
 
 def source_face(seed: int) -> tuple[np.ndarray, FaceLM]:
@@ -255,66 +259,106 @@ def source_face(seed: int) -> tuple[np.ndarray, FaceLM]:
 
 
 class LandmarkForger(Forger):
-    def two_faces(self, item_seed: int):
-        a, la = source_face(derive_seed(item_seed, "a"))
-        b, lb = source_face(derive_seed(item_seed, "b"))
-        return a, la, b, lb
+    """Edits faces with their 478 landmarks. The builder hands it the real faces of one split
+    (`use_pool`): targets are taken in a seeded permutation of that split, donors are other people
+    of the same split, so nothing crosses a split. Without a pool (`--landmark-source msg`) every
+    item draws fresh MobileStyleGAN faces, as in benchmark v1."""
+
+    pool = None  # gazeclip.bench.realfaces.FacePool of one split, or None
+
+    def use_pool(self, pool) -> None:
+        self.pool = pool
+
+    @property
+    def row_source(self) -> str:
+        return REAL_SOURCE if self.pool is not None else "gazeclip.bench.landmark_ops + MobileStyleGAN"
+
+    @property
+    def row_licence(self) -> str:
+        return REAL_LICENCE if self.pool is not None else "MIT (code); " + MSG_LICENCE
+
+    def iter_generate(self, n: int, seed: int) -> Iterator[Forged]:
+        if self.pool is None:
+            yield from super().iter_generate(n, seed)
+            return
+        order = np.random.default_rng(derive_seed(seed, "targets")).permutation(len(self.pool))
+        for i in range(n):
+            yield self.one(derive_seed(seed, i), target=int(order[i % len(order)]))
+
+    def faces(self, item_seed: int, k: int, target: int | None = None):
+        """k faces of different people: [(image, landmarks, identity)]; the first is the target."""
+        if self.pool is None:
+            return [(*source_face(derive_seed(item_seed, tag)), "") for tag in "ab"[:k]]
+        rng = np.random.default_rng(derive_seed(item_seed, "donor"))
+        t = self.pool.usable(int(rng.integers(len(self.pool))) if target is None else target)
+        out = [(t.image, t.landmarks, t.face.identity)]
+        if k == 2:
+            d = self.pool.usable(int(rng.integers(len(self.pool))), {t.face.identity})
+            out.append((d.image, d.landmarks, d.face.identity))
+        return out
+
+    def two_faces(self, item_seed: int, target: int | None = None):
+        (a, la, ia), (b, lb, ib) = self.faces(item_seed, 2, target)
+        return a, la, b, lb, tuple(i for i in (ia, ib) if i)
+
+    @abstractmethod
+    def one(self, item_seed: int, target: int | None = None) -> Forged: ...
 
 
 class FaceSwapForger(LandmarkForger):
     info = ForgerInfo("faceswap-poisson", "identity-swap", "identity-swap",
-                      "inner face of one MobileStyleGAN face, Delaunay-warped onto another's 478 landmarks, "
-                      "Poisson-blended (cv2.seamlessClone)", "gazeclip.bench.landmark_ops + MobileStyleGAN",
-                      "MIT (code); " + MSG_LICENCE, WORK_RES)
+                      "inner face of one real photo, Delaunay-warped onto another person's 478 landmarks, "
+                      "Poisson-blended (cv2.seamlessClone)", REAL_SOURCE, REAL_LICENCE, WORK_RES)
 
-    def one(self, item_seed: int) -> Forged:
+    def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import identity_swap
 
-        t, lt, s, ls = self.two_faces(item_seed)
-        return Forged(identity_swap(t, lt, s, ls))
+        t, lt, s, ls, ids = self.two_faces(item_seed, target)
+        return Forged(identity_swap(t, lt, s, ls), {}, ids)
 
 
 class GazeRedirectForger(LandmarkForger):
     info = ForgerInfo("gaze-redirect", "manipulation", "gaze-manipulation",
-                      "both irises displaced inside the eye openings (smooth warp under a feathered eye mask)",
-                      "gazeclip.bench.landmark_ops + MobileStyleGAN", "MIT (code); " + MSG_LICENCE, WORK_RES)
+                      "both irises of a real photo displaced inside the eye openings (smooth warp under a "
+                      "feathered eye mask)", REAL_SOURCE, REAL_LICENCE, WORK_RES)
 
-    def one(self, item_seed: int) -> Forged:
+    def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import gaze_redirect
 
-        img, lm = source_face(derive_seed(item_seed, "a"))
+        ((img, lm, ident),) = self.faces(item_seed, 1, target)
         rng = np.random.default_rng(derive_seed(item_seed, "shift"))
         # design choice, not from the paper: horizontal shift 0.12-0.22 eye widths, either side;
         # vertical -0.08..0.08.
         dx = float(rng.uniform(0.12, 0.22) * rng.choice([-1, 1]))
         dy = float(rng.uniform(-0.08, 0.08))
-        return Forged(gaze_redirect(img, lm, dx, dy), {"dx": round(dx, 4), "dy": round(dy, 4)})
+        return Forged(gaze_redirect(img, lm, dx, dy), {"dx": round(dx, 4), "dy": round(dy, 4)},
+                      (ident,) if ident else ())
 
 
 class RegionTransplantForger(LandmarkForger):
     info = ForgerInfo("region-transplant", "manipulation", "attribute-manipulation",
-                      "eyes or mouth of a donor face, similarity-aligned on their landmarks, Poisson-blended",
-                      "gazeclip.bench.landmark_ops + MobileStyleGAN", "MIT (code); " + MSG_LICENCE, WORK_RES)
+                      "eyes or mouth of another real photo, similarity-aligned on their landmarks, Poisson-blended",
+                      REAL_SOURCE, REAL_LICENCE, WORK_RES)
 
-    def one(self, item_seed: int) -> Forged:
+    def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import region_transplant
 
-        t, lt, d, ld = self.two_faces(item_seed)
+        t, lt, d, ld, ids = self.two_faces(item_seed, target)
         region = "eyes" if derive_seed(item_seed, "region") % 2 == 0 else "mouth"
-        return Forged(region_transplant(t, lt, d, ld, region), {"region": region})
+        return Forged(region_transplant(t, lt, d, ld, region), {"region": region}, ids)
 
 
 class MorphForger(LandmarkForger):
     info = ForgerInfo("delaunay-morph", "morph", "entire-synthesis",
-                      "two MobileStyleGAN faces warped to interpolated landmarks (Delaunay) and cross-dissolved",
-                      "gazeclip.bench.landmark_ops + MobileStyleGAN", "MIT (code); " + MSG_LICENCE, WORK_RES)
+                      "two real photos of different people warped to interpolated landmarks (Delaunay) and "
+                      "cross-dissolved", REAL_SOURCE, REAL_LICENCE, WORK_RES)
 
-    def one(self, item_seed: int) -> Forged:
+    def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import morph
 
-        a, la, b, lb = self.two_faces(item_seed)
+        a, la, b, lb, ids = self.two_faces(item_seed, target)
         alpha = float(np.random.default_rng(derive_seed(item_seed, "alpha")).uniform(0.35, 0.65))
-        return Forged(morph(a, la, b, lb, alpha), {"alpha": round(alpha, 4)})
+        return Forged(morph(a, la, b, lb, alpha), {"alpha": round(alpha, 4)}, ids)
 
 
 # ------------------------------------------------------------------ registry

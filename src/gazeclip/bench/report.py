@@ -79,24 +79,60 @@ def generator_table() -> str:
     return "\n".join(lines)
 
 
-def real_table() -> str:
-    from gazeclip.weights import REAL_PHOTOS
-    from gazeclip.weights.assets import find
+def real_table(data_dir: Path) -> str:
+    """Real faces of a build by source set: photos and distinct people per split, and their rights."""
+    rows = [r for r in read_manifest(data_dir) if r.cls == REAL]
+    by: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by[r.source.split(":")[0]].append(r)
+    lines = ["| source package | photos | people | train (people) | val (people) | test (people) | rights |",
+             "|---|---:|---:|---:|---:|---:|---|"]
 
-    from .build import REAL_SPLIT
+    def cell(rs, split):
+        sel = [r for r in rs if r.split == split]
+        return f"{len(sel)} ({len({r.identity for r in sel})})"
 
-    lines = ["| photo | package | identity | split | rights |", "|---|---|---|---|---|"]
-    for p in REAL_PHOTOS:
-        src, f = find(p.asset)
-        lines.append(f"| {f.dest} | `{src.package}=={src.version}` | {p.identity} | {REAL_SPLIT[p.identity]} "
-                     f"| {p.rights} |")
+    for src in sorted(by, key=lambda k: -len(by[k])):
+        rs = by[src]
+        rights = "; ".join(sorted({r.licence for r in rs}))
+        lines.append(f"| `{src}` | {len(rs)} | {len({r.identity for r in rs})} | {cell(rs, 'train')} | "
+                     f"{cell(rs, 'val')} | {cell(rs, 'test')} | {rights} |")
+    lines.append(f"| **all** | {len(rows)} | {len({r.identity for r in rows})} | {cell(rows, 'train')} | "
+                 f"{cell(rows, 'val')} | {cell(rows, 'test')} | |")
     return "\n".join(lines)
 
 
-def full_report(data_dir: Path) -> str:
+def identity_summary(data_dir: Path) -> str:
+    """One line: people on two sides of the split (counting the manipulations made from them)."""
+    from .checks import identities_across_splits
+
+    rows = read_manifest(data_dir)
+    bad = identities_across_splits(rows)
+    made = [r for r in rows if r.cls != REAL and r.identity]
+    return (f"Real people on two sides of the split (real photos and the {len(made)} manipulations made "
+            f"from them): {len(bad)}" + (f" ({', '.join(sorted(bad)[:5])})" if bad else ""))
+
+
+def checks_report(data_dir: Path) -> str:
+    """Format-level shortcut (the asserted test), pixel statistics per class (reported), near-duplicates."""
+    from .checks import near_duplicates, pixel_stats_report, shortcut_report
+
+    sc = shortcut_report(data_dir)
+    px = pixel_stats_report(data_dir)
+    nd = near_duplicates(data_dir)
+    return "\n".join([
+        "Format-level shortcut: " + sc.summary(), "",
+        f"Pixel statistics (blur / high-frequency energy; random forest, 5-fold CV, balanced accuracy, "
+        f"n = {px.n}): real vs fake {px.real_fake_balanced_acc:.2f}, all {len(px.per_class)} classes "
+        f"{px.class_balanced_acc:.2f} (chance {px.class_chance:.2f}); per class, that class vs real:", "",
+        px.table(), "",
+        f"Near-duplicates between train and test (256-bit dHash, Hamming distance <= 24): {len(nd)}"])
+
+
+def full_report(data_dir: Path, checks: bool = False) -> str:
     data_dir = Path(data_dir)
-    parts = ["## Generators", generator_table(), "", "## Real faces", real_table(), "",
-             "## Counts", counts_table(data_dir)]
+    parts = ["## Generators", generator_table(), "", "## Real faces", real_table(data_dir), "",
+             identity_summary(data_dir), "", "## Counts", counts_table(data_dir)]
     info = data_dir / "build_info.json"
     if info.is_file():
         rep = json.loads(info.read_text())["report"]
@@ -104,7 +140,12 @@ def full_report(data_dir: Path) -> str:
                   "per class (s): " + ", ".join(f"{k} {v}" for k, v in rep["seconds"].items()),
                   "Face found by the canonical crop (share): " +
                   ", ".join(f"{k} {v:.2f}" for k, v in rep["face_found"].items())]
+        if rep.get("skipped"):
+            parts += [f"Real photos left out ({len(rep['skipped'])}): " + "; ".join(rep["skipped"].values())]
+    if checks:
+        parts += ["", "## Checks", checks_report(data_dir)]
     return "\n".join(parts)
 
 
-__all__ = ["write_grids", "counts_table", "generator_table", "real_table", "full_report", "REAL"]
+__all__ = ["write_grids", "counts_table", "generator_table", "real_table", "identity_summary", "checks_report",
+           "full_report", "REAL"]

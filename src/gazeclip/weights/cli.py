@@ -6,6 +6,8 @@ import sys
 
 from . import store
 
+GROUP_ABOVE = 12  # `weights list` shows a source with more files than this as one line
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -32,9 +34,21 @@ def run(args: argparse.Namespace) -> int:
         table = Table(title=f"pretrained assets in {store.home()}")
         for col in ("asset", "status", "MB", "source", "licence"):
             table.add_column(col, overflow="fold")
-        for row in store.status():
-            table.add_row(row.name, "present" if row.present else "[red]missing[/red]",
-                          f"{row.size / 1e6:.1f}" if row.present else "-", row.source, row.licence)
+        rows = store.status()
+        by_source: dict[str, list] = {}
+        for row in rows:
+            by_source.setdefault(row.source, []).append(row)
+        for source_rows in by_source.values():
+            if len(source_rows) > GROUP_ABOVE:  # e.g. 609 face photos: one line for the set
+                n_ok = sum(r.present for r in source_rows)
+                first = source_rows[0]
+                table.add_row(f"{len(source_rows)} files ({first.description.split(' of ')[0]})",
+                              "present" if n_ok == len(source_rows) else f"[red]{len(source_rows) - n_ok} missing[/red]",
+                              f"{sum(r.size for r in source_rows) / 1e6:.1f}", first.source, first.licence)
+                continue
+            for row in source_rows:
+                table.add_row(row.name, "present" if row.present else "[red]missing[/red]",
+                              f"{row.size / 1e6:.1f}" if row.present else "-", row.source, row.licence)
         Console(width=160).print(table)
         return 0
     problems = store.verify()

