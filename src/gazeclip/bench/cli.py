@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "MobileStyleGAN faces (benchmark v1)")
     b.add_argument("--update", action="store_true",
                    help="add/rebuild only the chosen classes of an existing build in --out, keep the others")
-    b.add_argument("--grids", type=Path, default=None, help="also write sample grids (PNG) into this folder")
+    b.add_argument("--grids", type=Path, default=None,
+                   help="also write sample grids (JPEG) of the fully synthetic classes into this folder")
+    b.add_argument("--grids-include-real", action="store_true",
+                   help="draw the real class and the manipulations of real photos too (local viewing only: "
+                        "those photos must never be committed or redistributed)")
     b.add_argument("--threads", type=int, default=2)
 
     t = sub.add_parser("train-forgers", help="train the here-trained generators and write their checkpoints")
@@ -82,7 +86,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
         if args.grids:
             from .report import write_grids
 
-            write_grids(args.out, args.grids)
+            write_grids(args.out, args.grids, include_real=args.grids_include_real)
         from .report import counts_table
 
         print(counts_table(args.out))

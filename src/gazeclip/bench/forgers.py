@@ -286,20 +286,23 @@ class LandmarkForger(Forger):
             yield self.one(derive_seed(seed, i), target=int(order[i % len(order)]))
 
     def faces(self, item_seed: int, k: int, target: int | None = None):
-        """k faces of different people: [(image, landmarks, identity)]; the first is the target."""
+        """k faces of different people: [(image, landmarks, identity, photo asset)]; the first is
+        the target. Identity and asset are "" for MobileStyleGAN faces."""
         if self.pool is None:
-            return [(*source_face(derive_seed(item_seed, tag)), "") for tag in "ab"[:k]]
+            return [(*source_face(derive_seed(item_seed, tag)), "", "") for tag in "ab"[:k]]
         rng = np.random.default_rng(derive_seed(item_seed, "donor"))
         t = self.pool.usable(int(rng.integers(len(self.pool))) if target is None else target)
-        out = [(t.image, t.landmarks, t.face.identity)]
+        out = [(t.image, t.landmarks, t.face.identity, t.face.asset)]
         if k == 2:
             d = self.pool.usable(int(rng.integers(len(self.pool))), {t.face.identity})
-            out.append((d.image, d.landmarks, d.face.identity))
+            out.append((d.image, d.landmarks, d.face.identity, d.face.asset))
         return out
 
-    def two_faces(self, item_seed: int, target: int | None = None):
-        (a, la, ia), (b, lb, ib) = self.faces(item_seed, 2, target)
-        return a, la, b, lb, tuple(i for i in (ia, ib) if i)
+    @staticmethod
+    def forged(image: np.ndarray, faces, **meta) -> Forged:
+        """The result, with the real people and photos it was made from (target first)."""
+        photos = [f[3] for f in faces if f[3]]
+        return Forged(image, {**meta, **({"photos": photos} if photos else {})}, tuple(f[2] for f in faces if f[2]))
 
     @abstractmethod
     def one(self, item_seed: int, target: int | None = None) -> Forged: ...
@@ -313,8 +316,9 @@ class FaceSwapForger(LandmarkForger):
     def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import identity_swap
 
-        t, lt, s, ls, ids = self.two_faces(item_seed, target)
-        return Forged(identity_swap(t, lt, s, ls), {}, ids)
+        faces = self.faces(item_seed, 2, target)
+        (t, lt, *_), (s, ls, *_) = faces
+        return self.forged(identity_swap(t, lt, s, ls), faces)
 
 
 class GazeRedirectForger(LandmarkForger):
@@ -325,14 +329,14 @@ class GazeRedirectForger(LandmarkForger):
     def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import gaze_redirect
 
-        ((img, lm, ident),) = self.faces(item_seed, 1, target)
+        faces = self.faces(item_seed, 1, target)
+        img, lm = faces[0][:2]
         rng = np.random.default_rng(derive_seed(item_seed, "shift"))
         # design choice, not from the paper: horizontal shift 0.12-0.22 eye widths, either side;
         # vertical -0.08..0.08.
         dx = float(rng.uniform(0.12, 0.22) * rng.choice([-1, 1]))
         dy = float(rng.uniform(-0.08, 0.08))
-        return Forged(gaze_redirect(img, lm, dx, dy), {"dx": round(dx, 4), "dy": round(dy, 4)},
-                      (ident,) if ident else ())
+        return self.forged(gaze_redirect(img, lm, dx, dy), faces, dx=round(dx, 4), dy=round(dy, 4))
 
 
 class RegionTransplantForger(LandmarkForger):
@@ -343,9 +347,10 @@ class RegionTransplantForger(LandmarkForger):
     def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import region_transplant
 
-        t, lt, d, ld, ids = self.two_faces(item_seed, target)
+        faces = self.faces(item_seed, 2, target)
+        (t, lt, *_), (d, ld, *_) = faces
         region = "eyes" if derive_seed(item_seed, "region") % 2 == 0 else "mouth"
-        return Forged(region_transplant(t, lt, d, ld, region), {"region": region}, ids)
+        return self.forged(region_transplant(t, lt, d, ld, region), faces, region=region)
 
 
 class MorphForger(LandmarkForger):
@@ -356,9 +361,10 @@ class MorphForger(LandmarkForger):
     def one(self, item_seed: int, target: int | None = None) -> Forged:
         from .landmark_ops import morph
 
-        a, la, b, lb, ids = self.two_faces(item_seed, target)
+        faces = self.faces(item_seed, 2, target)
+        (a, la, *_), (b, lb, *_) = faces
         alpha = float(np.random.default_rng(derive_seed(item_seed, "alpha")).uniform(0.35, 0.65))
-        return Forged(morph(a, la, b, lb, alpha), {"alpha": round(alpha, 4)}, ids)
+        return self.forged(morph(a, la, b, lb, alpha), faces, alpha=round(alpha, 4))
 
 
 # ------------------------------------------------------------------ registry

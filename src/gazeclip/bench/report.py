@@ -12,15 +12,20 @@ from gazeclip.data.manifest import REAL, read_manifest
 from gazeclip.faces.io import load_image
 
 
-def write_grids(data_dir: Path, out_dir: Path, n: int = 8, thumb: int = 96) -> list[Path]:
+def write_grids(data_dir: Path, out_dir: Path, n: int = 8, thumb: int = 96, include_real: bool = False) -> list[Path]:
     """One grid per class (`bench-<class>.jpg`, its first n images in a row) and an overview
     (`bench-overview.jpg`, one row per class). JPEG (quality 90) keeps the docs small; these are
-    illustrations, not benchmark data."""
+    illustrations, not benchmark data. By default only fully synthetic classes are drawn: real
+    photos and every image made from them (rows naming a real identity) are left out, because
+    the real-face packages' photos must never be committed or redistributed."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows_all = read_manifest(data_dir)
+    from_real = {r.cls for r in rows_all if r.cls == REAL or r.identity}
     by_cls: dict[str, list[str]] = defaultdict(list)
-    for r in read_manifest(data_dir):
-        by_cls[r.cls].append(r.path)
+    for r in rows_all:
+        if include_real or r.cls not in from_real:
+            by_cls[r.cls].append(r.path)
     rows, written = [], []
     for cls, paths in by_cls.items():
         ims = [cv2.resize(load_image(data_dir / p)[:, :, ::-1], (thumb, thumb), interpolation=cv2.INTER_AREA)
@@ -115,7 +120,7 @@ def identity_summary(data_dir: Path) -> str:
 
 def checks_report(data_dir: Path) -> str:
     """Format-level shortcut (the asserted test), pixel statistics per class (reported), near-duplicates."""
-    from .checks import near_duplicates, pixel_stats_report, shortcut_report
+    from .checks import NEAR_DUP_CORR, near_duplicates, pixel_stats_report, shortcut_report
 
     sc = shortcut_report(data_dir)
     px = pixel_stats_report(data_dir)
@@ -126,7 +131,7 @@ def checks_report(data_dir: Path) -> str:
         f"n = {px.n}): real vs fake {px.real_fake_balanced_acc:.2f}, all {len(px.per_class)} classes "
         f"{px.class_balanced_acc:.2f} (chance {px.class_chance:.2f}); per class, that class vs real:", "",
         px.table(), "",
-        f"Near-duplicates between train and test (256-bit dHash, Hamming distance <= 24): {len(nd)}"])
+        f"Near-duplicates between train and test (32x32 thumbnails correlating >= {NEAR_DUP_CORR}): {len(nd)}"])
 
 
 def full_report(data_dir: Path, checks: bool = False) -> str:
