@@ -105,12 +105,14 @@ class ShortcutReport:
     formats: set[str]
     sizes: set[tuple[int, int]]
     modes: set[str]
-    real_fake_balanced_acc: float     # cross-validated, from the format-level features alone
+    real_fake_balanced_acc: float     # cross-validated (mean over folds), from the format-level features alone
     class_balanced_acc: float         # the same for all classes
     class_chance: float               # 1 / number of classes (balanced accuracy of any constant guess)
     n: int
     file_bytes: set[int]
     margin: float = FORMAT_MARGIN
+    real_fake_sd: float = 0.0         # standard deviation across the folds
+    class_sd: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -120,26 +122,28 @@ class ShortcutReport:
     def summary(self) -> str:
         return (f"formats {sorted(self.formats)}, sizes {sorted(self.sizes)}, modes {sorted(self.modes)}, "
                 f"{len(self.file_bytes)} distinct file size(s); format-level classifier, {self.n} images: "
-                f"real vs fake balanced accuracy {self.real_fake_balanced_acc:.2f} (chance 0.50), "
-                f"{round(1 / self.class_chance)} classes {self.class_balanced_acc:.2f} "
-                f"(chance {self.class_chance:.2f}); allowed margin {self.margin:.2f}: "
+                f"real vs fake balanced accuracy {self.real_fake_balanced_acc:.2f} ± {self.real_fake_sd:.2f} "
+                f"(chance 0.50), {round(1 / self.class_chance)} classes {self.class_balanced_acc:.2f} ± "
+                f"{self.class_sd:.2f} (chance {self.class_chance:.2f}; ± = sd over 5 folds); allowed margin "
+                f"{self.margin:.2f}: "
                 + ("passes" if self.ok else "FAILS"))
 
 
-def _cv_balanced_acc(x: np.ndarray, y: np.ndarray, model, seed: int) -> float:
-    """Balanced accuracy of `model` under stratified k-fold cross-validation (k <= 5)."""
+def _cv_balanced_acc(x: np.ndarray, y: np.ndarray, model, seed: int) -> tuple[float, float]:
+    """Balanced accuracy of `model` under stratified k-fold cross-validation (k <= 5): the mean
+    over the folds and its standard deviation across folds."""
     from sklearn.base import clone
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     _, yi = np.unique(y, return_inverse=True)
-    k = int(min(5, np.bincount(yi).min()))
     if len(np.unique(yi)) < 2:
-        return float("nan")
+        return float("nan"), float("nan")
+    k = int(min(5, np.bincount(yi).min()))
     if k < 2:
-        return 1.0 / len(np.unique(yi))
-    p = cross_val_predict(clone(model), x, yi, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
-    return float(balanced_accuracy_score(yi, p))
+        return 1.0 / len(np.unique(yi)), 0.0
+    sc = cross_val_score(clone(model), x, yi, cv=StratifiedKFold(k, shuffle=True, random_state=seed),
+                         scoring="balanced_accuracy")
+    return float(sc.mean()), float(sc.std())
 
 
 def shortcut_report(data_dir: Path, rows: list[ManifestRow] | None = None, seed: int = 0,
@@ -161,12 +165,12 @@ def shortcut_report(data_dir: Path, rows: list[ManifestRow] | None = None, seed:
     x = np.array(feats, dtype=np.float64)
     tree = DecisionTreeClassifier(max_depth=5, class_weight="balanced", random_state=seed)
     y_rf = np.array([r.cls != REAL for r in rows], dtype=int)
-    bal = _cv_balanced_acc(x, y_rf, tree, seed)
+    bal, bal_sd = _cv_balanced_acc(x, y_rf, tree, seed)
     y_c = np.array([r.cls for r in rows])
     n_cls = len(set(y_c))
-    return ShortcutReport(formats, sizes, modes, 0.5 if np.isnan(bal) else bal,
-                          _cv_balanced_acc(x, y_c, tree, seed) if n_cls > 1 else 1.0, 1.0 / n_cls, len(rows),
-                          {int(v) for v in x[:, 0]}, margin)
+    cls_acc, cls_sd = _cv_balanced_acc(x, y_c, tree, seed) if n_cls > 1 else (1.0, 0.0)
+    return ShortcutReport(formats, sizes, modes, 0.5 if np.isnan(bal) else bal, cls_acc, 1.0 / n_cls, len(rows),
+                          {int(v) for v in x[:, 0]}, margin, 0.0 if np.isnan(bal_sd) else bal_sd, cls_sd)
 
 
 # ------------------------------------------------------------------ pixel statistics (reported only)
@@ -196,17 +200,19 @@ def pixel_features(path: Path) -> list[float]:
 
 @dataclass
 class PixelStatsReport:
-    per_class: dict[str, dict[str, float]]   # class -> {"vs_real": balanced acc, "n": count, feature means}
+    per_class: dict[str, dict[str, float]]   # class -> {"vs_real", "vs_real_sd", "n", feature means}
     real_fake_balanced_acc: float
     class_balanced_acc: float
     class_chance: float
     n: int
+    real_fake_sd: float = 0.0
+    class_sd: float = 0.0
 
     def table(self) -> str:
-        lines = ["| class | n | vs real: balanced acc | " + " | ".join(PIXEL_FEATURES) + " |",
+        lines = ["| class | n | vs real: balanced acc ± sd | " + " | ".join(PIXEL_FEATURES) + " |",
                  "|---|---:|---:|" + "---:|" * len(PIXEL_FEATURES)]
         for c, d in self.per_class.items():
-            acc = "-" if c == REAL else f"{d['vs_real']:.2f}"
+            acc = "-" if c == REAL else f"{d['vs_real']:.2f} ± {d['vs_real_sd']:.2f}"
             lines.append(f"| {c} | {int(d['n'])} | {acc} | "
                          + " | ".join(f"{d[k]:.3g}" for k in PIXEL_FEATURES) + " |")
         return "\n".join(lines)
@@ -215,7 +221,8 @@ class PixelStatsReport:
 def pixel_stats_report(data_dir: Path, rows: list[ManifestRow] | None = None, seed: int = 0) -> PixelStatsReport:
     """How well simple pixel statistics (PIXEL_FEATURES) separate each class from real, real from
     fake, and all classes: a random forest (50 trees, depth 6, balanced class weights) under
-    stratified 5-fold cross-validation, balanced accuracy. Reported, never asserted."""
+    stratified 5-fold cross-validation, balanced accuracy (mean and sd over the folds). Reported,
+    never asserted."""
     from sklearn.ensemble import RandomForestClassifier
 
     data_dir = Path(data_dir)
@@ -227,8 +234,10 @@ def pixel_stats_report(data_dir: Path, rows: list[ManifestRow] | None = None, se
     for c in dict.fromkeys(y):
         sel = (y == c) | (y == REAL)
         d = {"n": float((y == c).sum()), **{k: float(x[y == c, i].mean()) for i, k in enumerate(PIXEL_FEATURES)}}
-        d["vs_real"] = float("nan") if c == REAL else _cv_balanced_acc(x[sel], (y[sel] != REAL).astype(int), rf, seed)
+        d["vs_real"], d["vs_real_sd"] = (float("nan"), float("nan")) if c == REAL else \
+            _cv_balanced_acc(x[sel], (y[sel] != REAL).astype(int), rf, seed)
         per[c] = d
     n_cls = len(per)
-    return PixelStatsReport(per, _cv_balanced_acc(x, (y != REAL).astype(int), rf, seed),
-                            _cv_balanced_acc(x, y, rf, seed), 1.0 / n_cls, len(rows))
+    rf_acc, rf_sd = _cv_balanced_acc(x, (y != REAL).astype(int), rf, seed)
+    cls_acc, cls_sd = _cv_balanced_acc(x, y, rf, seed)
+    return PixelStatsReport(per, rf_acc, cls_acc, 1.0 / n_cls, len(rows), rf_sd, cls_sd)

@@ -127,9 +127,10 @@ def checks_report(data_dir: Path) -> str:
     nd = near_duplicates(data_dir)
     return "\n".join([
         "Format-level shortcut: " + sc.summary(), "",
-        f"Pixel statistics (blur / high-frequency energy; random forest, 5-fold CV, balanced accuracy, "
-        f"n = {px.n}): real vs fake {px.real_fake_balanced_acc:.2f}, all {len(px.per_class)} classes "
-        f"{px.class_balanced_acc:.2f} (chance {px.class_chance:.2f}); per class, that class vs real:", "",
+        f"Pixel statistics (blur / high-frequency energy; random forest, 5-fold CV, balanced accuracy "
+        f"mean ± sd over 5 folds, n = {px.n}): real vs fake {px.real_fake_balanced_acc:.2f} ± {px.real_fake_sd:.2f}, "
+        f"all {len(px.per_class)} classes {px.class_balanced_acc:.2f} ± {px.class_sd:.2f} (chance "
+        f"{px.class_chance:.2f}); per class, that class vs real:", "",
         px.table(), "",
         f"Near-duplicates between train and test (32x32 thumbnails correlating >= {NEAR_DUP_CORR}): {len(nd)}"])
 
