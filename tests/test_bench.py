@@ -47,6 +47,13 @@ def test_every_real_face_is_pinned_and_research_only():
             assert "research use only, never redistributed" in asset.licence
 
 
+def test_build_without_pulled_photos_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAZECLIP_HOME", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match=r"of 637 real face photos are missing.*gazeclip weights pull"):
+        build(tmp_path / "out", BuildConfig(SMOKE, generators=("gaze-redirect",), include_real=False), quiet=True)
+    assert not any((tmp_path / "out").rglob("*.png"))
+
+
 def test_registry_has_ten_generators_in_five_families():
     assert len(REGISTRY) >= 10
     fams = {cls.info.family for cls in REGISTRY.values()}

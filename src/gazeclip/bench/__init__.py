@@ -13,7 +13,8 @@ _LAZY = {
     "Forger": "forgers", "ForgerInfo": "forgers", "Forged": "forgers", "REGISTRY": "forgers",
     "create_forger": "forgers", "list_forgers": "forgers", "register": "forgers",
     "import_dataset": "importers", "train_forgers": "train",
-    "shortcut_report": "checks", "near_duplicates": "checks",
+    "shortcut_report": "checks", "near_duplicates": "checks", "pixel_stats_report": "checks",
+    "real_faces": "realfaces", "FacePool": "realfaces",
 }
 
 __all__ = sorted(_LAZY)

@@ -125,6 +125,22 @@ def check_protocol(p: Protocol, families: dict[str, str]) -> list[str]:
     return protocol_problems(p, families)
 
 
+def _check_real_photos_pulled(faces) -> None:
+    """One clear error, before anything is written, when the real photos have not been pulled."""
+    from gazeclip.weights import WeightsError, asset_path
+
+    missing = []
+    for f in faces:
+        try:
+            asset_path(f.asset)
+        except WeightsError:
+            missing.append(f)
+    if missing:
+        pkgs = sorted({f.package for f in missing})
+        raise FileNotFoundError(f"{len(missing)} of {len(faces)} real face photos are missing (from {', '.join(pkgs)}); "
+                                "run `gazeclip weights pull`")
+
+
 def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
     """Write images, manifest.csv, protocols.yaml, items.jsonl and build_info.json under `out`."""
     from gazeclip.weights import SOURCES
@@ -137,6 +153,10 @@ def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
     items: list[dict] = []
 
     faces = real_faces(cfg.real_fractions)
+    uses_real = cfg.include_real or (cfg.landmark_source == "real" and any(
+        issubclass(REGISTRY[g], LandmarkForger) for g in cfg.generators))
+    if uses_real:
+        _check_real_photos_pulled(faces)
     pools = {sp: FacePool([f for f in faces if f.split == sp]) for sp in SPLITS}
     if cfg.include_real:
         t0 = time.perf_counter()
@@ -144,7 +164,7 @@ def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
         caps = cfg.preset.real_per_split or (None, None, None)
         todo = [(sp, j) for sp, cap in zip(SPLITS, caps) for j in range(len(pools[sp]) if cap is None
                                                                         else min(cap, len(pools[sp])))]
-        for i, (split, j) in enumerate(tqdm(todo, desc=f"{REAL:>18}", disable=quiet, unit="img")):
+        for split, j in tqdm(todo, desc=f"{REAL:>18}", disable=quiet, unit="img"):
             wf = pools[split].get(j)
             f = pools[split].faces[j]
             if wf is None:  # unreadable or faceless photo: reported, the build goes on
