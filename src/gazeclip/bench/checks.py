@@ -85,10 +85,15 @@ def format_features(path: Path) -> tuple[list[float], str, tuple[int, int], str]
     """Features a file carries besides its pixels: size in bytes, dimensions, colour mode, container
     format, bit depth, PNG chunk count and metadata (ancillary chunk) bytes, JPEG-ness and JPEG
     quantisation. Returns (features, format, size, mode)."""
+    import io
+
     from PIL import Image
 
-    data = Path(path).read_bytes()
-    with Image.open(path) as im:
+    from gazeclip.faces.io import check_declared_size, read_bytes
+
+    data = read_bytes(path)  # size-checked like every image read
+    with Image.open(io.BytesIO(data)) as im:  # header only: no pixel is decoded
+        check_declared_size(path, *im.size)
         fmt, size, mode = im.format or "?", im.size, im.mode
         quant = getattr(im, "quantization", None) or {}
         bits = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "I;16": 16}.get(mode, 8)
@@ -182,9 +187,9 @@ def pixel_features(path: Path) -> list[float]:
     """Blur and high-frequency statistics of the greyscale image: variance of the Laplacian, share
     of spectral energy beyond 1/4 and 1/2 of the Nyquist radius, std of the residual after a 3x3
     median filter, mean gradient magnitude. Signal a detector may legitimately use."""
-    g = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if g is None:
-        raise FileNotFoundError(f"{path}: cannot read image")
+    from gazeclip.faces.io import load_image
+
+    g = cv2.cvtColor(load_image(path), cv2.COLOR_RGB2GRAY)
     f = g.astype(np.float64)
     lap = cv2.Laplacian(f, cv2.CV_64F).var()
     spec = np.abs(np.fft.fftshift(np.fft.fft2(f - f.mean()))) ** 2

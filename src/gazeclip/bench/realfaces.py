@@ -10,8 +10,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from gazeclip.faces.io import load_image
 
 from .faceops import FaceLM, crop_box, detect_face, square_crop
 
@@ -112,17 +113,13 @@ class FacePool:
             self._cache[i] = None
             try:
                 path = _photo_path(f)
-                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if bgr is None:
-                    self.bad[f.asset] = f"{path}: cannot read the image; run `gazeclip weights pull --force`"
+                wf = work_face(load_image(path))  # the one decoder (same pixels as cv2.imread on all 637)
+                if wf is None:
+                    self.bad[f.asset] = f"{path}: no face found"
                 else:
-                    wf = work_face(np.ascontiguousarray(bgr[:, :, ::-1]))
-                    if wf is None:
-                        self.bad[f.asset] = f"{path}: no face found"
-                    else:
-                        self._cache[i] = WorkFace(f, *wf)
+                    self._cache[i] = WorkFace(f, *wf)
             except Exception as e:  # noqa: BLE001 - a bad photo is reported, the build goes on
-                self.bad[f.asset] = f"{f.asset}: {e}"
+                self.bad[f.asset] = str(e)
         return self._cache[i]
 
     def usable(self, start: int, exclude_identities: set[str] = frozenset()) -> WorkFace:
