@@ -305,3 +305,24 @@ def test_train_forgers_quick(tmp_path):
     for m in res:
         state, meta = load_checkpoint(m["name"], tmp_path)
         assert meta["steps_done"] == 2 and meta["cpu_minutes"] >= 0 and state
+
+
+def test_jpeg_quantisation_is_read_from_the_bytes(tmp_path):
+    """The format features read JPEG quantisation tables without decoding (same as Pillow's)."""
+    import io
+
+    from PIL import Image
+
+    from gazeclip.bench.checks import _jpeg_quant_mean, format_features
+
+    img = Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8))
+    for q in (40, 95):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=q)
+        with Image.open(io.BytesIO(buf.getvalue())) as im:
+            ref = float(np.mean([np.mean(list(t)) for t in im.quantization.values()]))
+        assert _jpeg_quant_mean(buf.getvalue()) == pytest.approx(ref)
+    (tmp_path / "a.png").write_bytes(b"")
+    img.save(tmp_path / "a.png")
+    feats, fmt, size, mode = format_features(tmp_path / "a.png")
+    assert (fmt, size, mode) == ("PNG", (32, 32), "RGB") and feats[8] == 0.0 and feats[9] == 0.0

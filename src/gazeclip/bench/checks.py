@@ -81,27 +81,42 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, int]]:
     return out
 
 
+def _jpeg_quant_mean(data: bytes) -> float:
+    """Mean of the quantisation tables of a JPEG file (its DQT segments, read from the bytes before
+    the first scan); 0.0 for anything that is not a JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return 0.0
+    vals: list[int] = []
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, n = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:  # start of scan: the tables come before it
+            break
+        if marker == 0xDB:
+            seg, k = data[i + 4:i + 2 + n], 0
+            while k < len(seg):
+                wide = seg[k] >> 4  # 0: 8-bit entries, 1: 16-bit
+                step = 2 if wide else 1
+                tab = seg[k + 1:k + 1 + 64 * step]
+                vals += [int.from_bytes(tab[j:j + step], "big") for j in range(0, len(tab), step)]
+                k += 1 + 64 * step
+        i += 2 + n
+    return float(np.mean(vals)) if vals else 0.0
+
+
 def format_features(path: Path) -> tuple[list[float], str, tuple[int, int], str]:
     """Features a file carries besides its pixels: size in bytes, dimensions, colour mode, container
     format, bit depth, PNG chunk count and metadata (ancillary chunk) bytes, JPEG-ness and JPEG
     quantisation. Returns (features, format, size, mode)."""
-    import io
-
-    from PIL import Image
-
-    from gazeclip.faces.io import check_declared_size, read_bytes
+    from gazeclip.faces.io import image_header, read_bytes
 
     data = read_bytes(path)  # size-checked like every image read
-    with Image.open(io.BytesIO(data)) as im:  # header only: no pixel is decoded
-        check_declared_size(path, *im.size)
-        fmt, size, mode = im.format or "?", im.size, im.mode
-        quant = getattr(im, "quantization", None) or {}
-        bits = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "I;16": 16}.get(mode, 8)
+    fmt, size, mode = image_header(path)  # header only: no pixel is decoded
+    bits = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "I;16": 16}.get(mode, 8)
     chunks = _png_chunks(data)
     ancillary = sum(n for t, n in chunks if t[:1].islower())  # tEXt, iTXt, pHYs, gAMA, eXIf, ...
-    qmean = float(np.mean([np.mean(list(t)) for t in quant.values()])) if quant else 0.0
     feats = [len(data), size[0], size[1], _MODES.get(mode, 0), _FORMATS.get(fmt, 0), bits, len(chunks),
-             ancillary, float(fmt == "JPEG"), qmean]
+             ancillary, float(fmt == "JPEG"), _jpeg_quant_mean(data)]
     return feats, fmt, size, mode
 
 
