@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from gazeclip.common import IMAGE_EXTS
 from gazeclip.data.manifest import REAL, ManifestRow, path_problem, write_manifest
 from gazeclip.errors import UnsafeFileError
 
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
 # design choice, not from the paper: imported items without a split get train/val/test 60/10/30,
@@ -91,7 +91,7 @@ def import_folder(root: Path, mapping: dict[str, dict], seed: int = 0) -> list[M
     items = []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(d.rglob("*")):
-            if f.suffix.lower() in IMAGE_EXT:
+            if f.suffix.lower() in IMAGE_EXTS:
                 rel = f.relative_to(root).as_posix()
                 split = next((SPLIT_WORDS[p] for p in f.relative_to(d).parts[:-1] if p in SPLIT_WORDS), "")
                 items.append({"rel": rel, "cls": d.name, "split": split})
@@ -140,7 +140,7 @@ def import_owdfa_csv(root: Path, csvs: list[Path], mapping: dict[str, dict], see
 def import_genface(root: Path, mapping: dict[str, dict], seed: int = 0) -> list[ManifestRow]:
     items = []
     for f in sorted(root.rglob("*")):
-        if f.suffix.lower() not in IMAGE_EXT:
+        if f.suffix.lower() not in IMAGE_EXTS:
             continue
         parts = [p for p in f.relative_to(root).parts[:-1]]
         split = ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..atomic import atomic_path
 from . import nets
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
@@ -58,12 +58,9 @@ def save_checkpoint(state: dict[str, torch.Tensor], meta: dict, path: Path) -> N
 
     st = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
           for k, v in state.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".safetensors.tmp")
-    os.close(fd)
-    save_file(st, tmp, metadata={"gazeclip": json.dumps(meta, sort_keys=True)})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".safetensors.tmp") as tmp:
+        save_file(st, str(tmp), metadata={"gazeclip": json.dumps(meta, sort_keys=True)})
+        os.chmod(tmp, 0o644)
 
 
 def load_checkpoint(name: str, root: Path | None = None) -> tuple[dict[str, torch.Tensor], dict]:

@@ -5,12 +5,13 @@ benchmark builder uses, so no training face of a forger appears as a benchmark i
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from ..atomic import atomic_write_bytes
 
 TRAIN_SEED_BASE = 9_000_000
 TRAIN_RES = 64
@@ -44,9 +45,7 @@ def build_trainset(n: int = 600, res: int = TRAIN_RES, path: Path | None = None)
         bar.update(1)
     bar.close()
     arr = np.stack(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    with os.fdopen(fd, "wb") as fh:
-        np.save(fh, arr)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
     return arr

@@ -15,12 +15,12 @@ evaluation go through the same writer so that the codec cannot tell them apart.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .forgers import derive_seed
 
 METHODS = ("faceswap-poisson", "gaze-redirect", "region-transplant")
@@ -80,11 +80,8 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: float) -
     if not frames:
         raise ValueError(f"{path}: no frames to write")
     h, w = frames[0].shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".mp4")
-    os.close(fd)
-    try:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+    with atomic_path(path, suffix=path.suffix or ".mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
         if not writer.isOpened():
             raise OSError(f"{path}: OpenCV cannot write mp4 here")
         for f in frames:
@@ -92,8 +89,4 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: float) -
                 raise ValueError(f"{path}: frames differ in size ({f.shape[:2]} vs {(h, w)})")
             writer.write(np.ascontiguousarray(f[:, :, ::-1]))
         writer.release()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

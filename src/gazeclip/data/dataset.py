@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..atomic import atomic_write_bytes
 from ..models.interface import REGIONS, Batch, Taxonomy
 from .manifest import REAL, ManifestRow, Protocol
 
@@ -368,18 +369,12 @@ def samples_key(rows: Sequence[ManifestRow], mode: str, estimator: str, size: in
 
 def save_samples(s: SampleSet, path: Path) -> None:
     import io
-    import os
-    import tempfile
 
     buf = io.BytesIO()
     np.savez(buf, paths=np.array(s.paths), classes=np.array(s.classes), crops=s.crops, gaze_vector=s.gaze_vector,
              gaze_pitchyaw=s.gaze_pitchyaw, gaze_features=s.gaze_features, gaze_valid=s.gaze_valid,
              region_boxes=s.region_boxes, n_faces=s.n_faces, keys=np.array(s.keys))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".samples.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_samples(path: Path) -> SampleSet:

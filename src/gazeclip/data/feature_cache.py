@@ -15,14 +15,15 @@ Writes are atomic (temp file + rename), so several processes may fill the same c
 """
 from __future__ import annotations
 
-import os
+import io
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+from ..atomic import atomic_write_bytes
 
 
 class FeatureCache:
@@ -72,16 +73,9 @@ class FeatureCache:
         if isinstance(states, torch.Tensor):
             states = states.detach().float().cpu().numpy()
         p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, states=states.astype(self.dtype))  # zip: a CRC per entry
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        buf = io.BytesIO()
+        np.savez(buf, states=states.astype(self.dtype))  # zip: a CRC per entry
+        atomic_write_bytes(p, buf.getvalue())
 
     def fill(self, keys: Sequence[str], pixels_of: Callable[[list[int]], torch.Tensor],
              encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 32, rank: int = 0,

@@ -8,13 +8,13 @@ path is listed once; protocols name generators once, never `real`, never both se
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
+from ..atomic import atomic_write_text
 from ..errors import DamagedFileError, UnsafeFileError
 
 REAL = "real"
@@ -45,14 +45,12 @@ def _to_csv(row: ManifestRow) -> dict[str, str]:
 
 def write_manifest(rows: list[ManifestRow], path: Path) -> None:
     """Atomic write (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow(_to_csv(r))
-    os.replace(tmp, path)
+    fh = io.StringIO(newline="")
+    w = csv.DictWriter(fh, fieldnames=COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow(_to_csv(r))
+    atomic_write_text(path, fh.getvalue())
 
 
 def path_problem(rel: str) -> str | None:
@@ -132,10 +130,7 @@ class Protocol:
 def write_protocols(protocols: list[Protocol], path: Path) -> None:
     data = {p.name: {"seen": list(p.seen), "unseen": list(p.unseen), "description": p.description}
             for p in protocols}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".protocols.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(data, fh, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def protocol_problems(p: Protocol, families: dict[str, str] | None = None) -> list[str]:

@@ -10,18 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from . import utils as U
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def threshold_from(logits: np.ndarray, labels: np.ndarray, quantile: float) -> tuple[float, int]:
-    prob = softmax(logits)
+    prob = softmax(logits, axis=1)
     pred = prob.argmax(1)
     ok = (pred == labels) & (labels > 0)
     conf = prob[np.arange(len(pred)), pred][ok]

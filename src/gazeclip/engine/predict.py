@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+from scipy.special import softmax
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+from ..common import IMAGE_EXTS
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[str]:
@@ -29,11 +30,6 @@ def expand_paths(paths: Iterable[str | Path]) -> list[str]:
     from ..faces.io import find_images
 
     return find_images(paths, IMAGE_EXTS)
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def make_source(run, face_cache_dir: str | None = None):
@@ -90,7 +86,7 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
     if sets:
         merged = _concat(sets)
         preds = run_model(run.model, FaceDataset(merged, tx, run.preprocess), batch_size=32, device=run.device)
-        prob = _softmax(preds.attribution_logits)
+        prob = softmax(preds.attribution_logits, axis=1)
         fam = preds.family_logits.argmax(1)
     k = 0  # row of `merged`: faces are matched to their image by position, never by path
     for kind, payload in order:

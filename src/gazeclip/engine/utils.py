@@ -1,7 +1,6 @@
 """Small helpers shared by the engine: atomic writes, seeding, devices, torch.distributed."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -38,14 +37,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while b := fh.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def seed_everything(seed: int) -> None:

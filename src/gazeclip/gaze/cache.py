@@ -8,13 +8,14 @@ two processes writing the same entry at once both succeed and a reader never see
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..records import ImageFaces
 from .serialize import SCHEMA_VERSION, from_arrays, to_arrays
 
@@ -56,15 +57,6 @@ class GazeCache:
         if imf.error is not None:
             return  # errors are not cached: the file may be fixed
         p = self.path_for(digest)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{digest[:12]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **to_arrays(imf, crops=self.crops))
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        buf = io.BytesIO()
+        np.savez(buf, **to_arrays(imf, crops=self.crops))
+        atomic_write_bytes(p, buf.getvalue())

@@ -4,16 +4,15 @@ bootstrap intervals; writes OUT/gaze_fid.json and OUT/gaze_fid.png."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import safejson
+from ..atomic import atomic_write_text
+from ..common import IMAGE_EXTS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +38,7 @@ def list_dataset(data: Path, split: str | None = None) -> list[tuple[str, str]]:
         return [(str(data / r.path), r.cls) for r in rows if split is None or r.split == split]
     out = []
     for d in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        out += [(str(f), d.name) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+        out += [(str(f), d.name) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_file()]
     return out
 
 
@@ -100,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
     rep.errors, rep.no_face = errors, {c: n for c, n in no_face.items() if n}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".gaze_fid.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(safejson.dumps(rep.to_dict(), indent=1))
-    os.replace(tmp, out / "gaze_fid.json")
+    atomic_write_text(out / "gaze_fid.json", safejson.dumps(rep.to_dict(), indent=1))
     plot_report(rep, out / "gaze_fid.png")
     print(f"{'class':24s} {'n':>5s}  {'FID(vector)':>12s} {'95% CI':>19s}  {'FID(features)':>13s} {'95% CI':>19s}")
     for rv, rf in zip(rep.vector, rep.features):

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import safejson
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+from ..common import IMAGE_EXTS, WRITE_EXTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,18 +37,18 @@ def expand_inputs(items: list[str]) -> list[str]:
     stay as given, even bad ones (reported later)."""
     from ..faces.io import find_images
 
-    return find_images(items, IMAGE_SUFFIXES)
+    return find_images(items, IMAGE_EXTS)
 
 
 def draw_target(out: str, image: str, n_images: int, used: set[str] | None = None) -> Path:
     """Where the drawing of `image` goes; names already in `used` get a numeric suffix."""
     o = Path(out)
-    if n_images == 1 and o.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+    if n_images == 1 and o.suffix.lower() in WRITE_EXTS:
         return o
     stem = Path(image).stem
     for k in range(1, 10_000):
         name = stem if k == 1 else f"{stem}-{k}"
-        if o.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+        if o.suffix.lower() in WRITE_EXTS:
             target = o.with_name(f"{o.stem}_{name}{o.suffix}")
         else:
             target = o / f"{name}_gaze.png"

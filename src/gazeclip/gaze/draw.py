@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from ..common import WRITE_EXTS
 from ..faces import geometry as geo
 from ..records import ImageFaces
 
@@ -83,7 +84,7 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """PNG/JPEG by suffix; temp file in the same folder, then os.replace."""
     path = Path(path)
     ext = path.suffix.lower() or ".png"
-    ok, buf = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg", ".webp", ".bmp") else ".png",
+    ok, buf = cv2.imencode(ext if ext in WRITE_EXTS else ".png",
                            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: could not encode the drawing")

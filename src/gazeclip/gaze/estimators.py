@@ -6,7 +6,6 @@ features (the model's VPE consumes them). `create_estimator(name, checkpoint=Non
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..common import sha256_of
 from ..faces import geometry as geo
 from ..records import Face, Gaze
 
@@ -157,14 +157,6 @@ class ResNetGaze(nn.Module):
         return n.fc(feats), feats
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while b := fh.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()[:16]
-
-
 class ETHXGazeResNet(GazeEstimator):
     """ETH-XGaze appearance-based estimator: normalised 224x224 RGB face, ImageNet mean/std."""
 
@@ -232,7 +224,7 @@ def _ethxgaze_r18(checkpoint: str | Path | None = None, device: str = "cpu", bat
         checkpoint = asset_path("ethxgaze-r18")
         weights_id = "ethxgaze-r18@9cad8d47ae99e769"  # pinned by sha256 in weights/assets.py
     else:
-        weights_id = _file_digest(Path(checkpoint))
+        weights_id = sha256_of(checkpoint)[:16]
     return ETHXGazeResNet(load_checkpoint_file(checkpoint), "ethxgaze-r18", weights_id, device, batch_size, flip_tta)
 
 
@@ -243,7 +235,7 @@ def _ethxgaze_ckpt(checkpoint: str | Path | None = None, device: str = "cpu", ba
     if checkpoint is None:
         raise ValueError("the 'ethxgaze-ckpt' estimator needs a checkpoint file: pass checkpoint=PATH "
                          "(CLI: --checkpoint PATH), e.g. the official ETH-XGaze epoch_24_ckpt.pth.tar")
-    return ETHXGazeResNet(load_checkpoint_file(checkpoint), "ethxgaze-ckpt", _file_digest(Path(checkpoint)),
+    return ETHXGazeResNet(load_checkpoint_file(checkpoint), "ethxgaze-ckpt", sha256_of(checkpoint)[:16],
                           device, batch_size, flip_tta)
 
 

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import linalg
 
+from ..atomic import atomic_path
+
 
 def frechet_distance(x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float:
     """||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^(1/2)) of two (N, D) samples."""
@@ -102,8 +104,6 @@ def gaze_fid(vectors: dict[str, np.ndarray], features: dict[str, np.ndarray], re
 
 def plot_report(rep: GazeFIDReport, path) -> None:
     """Bar chart (two panels: gaze vectors, features) with bootstrap intervals; atomic write."""
-    import os
-    import tempfile
     from pathlib import Path
 
     import matplotlib
@@ -126,13 +126,8 @@ def plot_report(rep: GazeFIDReport, path) -> None:
         ax.set_ylabel("Fréchet distance")
         ax.tick_params(axis="x", rotation=45, labelsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

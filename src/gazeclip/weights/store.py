@@ -11,7 +11,6 @@ mtime, ctime and inode, so that later processes re-hash only a file that changed
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..atomic import atomic_write_text
+from ..common import sha256_of
 from ..errors import GazeclipError
 from .assets import SOURCES, AssetFile, Source, all_files, find
 
@@ -39,14 +39,6 @@ class WeightsError(GazeclipError, RuntimeError):
 
 def home() -> Path:
     return Path(os.environ.get("GAZECLIP_HOME", Path.home() / ".cache" / "gazeclip")).expanduser()
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def asset_path(name: str, root: Path | None = None) -> Path:
