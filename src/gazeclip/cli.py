@@ -31,12 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `gazeclip` parser; only the subcommand named in `argv` (default sys.argv[1:]) gets its
+    arguments, so that only that command's module is imported."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="gazeclip", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module)
@@ -58,12 +61,8 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    saved, sys.argv = sys.argv, [sys.argv[0], *argv]
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-    finally:
-        sys.argv = saved
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
     if getattr(args, "verbose", False):
         from .quiet import set_verbose
 

@@ -40,36 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def _human(rec: dict) -> str:
-    if "error" in rec:
-        face = f" face {rec['face']}" if "face" in rec else ""
-        return f"{rec['path']}{face}: ERROR {rec['error']}"
-    where = f"{rec['path']} frame {rec['frame']} ({rec['time']:.2f} s)" if "frame" in rec else rec["path"]
-    if "tracks" in rec:  # a video
-        if rec["p_fake"] is None:
-            return f"{where}: video, {rec['frames']} frames sampled, no face"
-        lines = [f"{where}: video {rec['verdict'].upper()} p_fake {rec['p_fake']:.3f} "
-                 f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s))"]
-        for t in rec["tracks"]:
-            gen = f"  {t['generator']} ({t['family']})" if t["generator"] else ""
-            unk = " (unknown generator)" if t["unknown_generator"] else ""
-            lines.append(f"  track {t['track']}: {t['frames']} frames {t['first_time']:.1f}-{t['last_time']:.1f} s  "
-                         f"{t['verdict']} p_fake {t['p_fake']:.3f}{gen}{unk}")
-        return "\n".join(lines)
-    if rec.get("faces") == 0:
-        return f"{where}: no face"
-    g = rec["gaze"]
-    gz = f"gaze pitch {g['pitch']:+.1f} yaw {g['yaw']:+.1f} deg" if g else "gaze n/a"
-    unk = " (unknown generator)" if rec["unknown_generator"] else ""
-    track = f" track {rec['track']}" if "track" in rec else ""
-    gen = (f"  {rec['generator']} ({rec['generator_prob']:.2f}, {rec['family']})"
-           if rec.get("generator") is not None else "")
-    verdict = f"{rec['verdict']} " if "verdict" in rec else ""
-    return f"{where} face {rec['face']}{track}: {verdict}p_fake {rec['p_fake']:.3f}{gen}{unk}  {gz}"
-
-
 def run(args: argparse.Namespace) -> int:
     from .detector import load
+    from .results import describe_record
     from .predict import expand_paths
     from .video import VideoOptions
 
@@ -104,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                     flat["gaze_pitch"], flat["gaze_yaw"] = rec["gaze"]["pitch"], rec["gaze"]["yaw"]
                 writer.writerow(flat)
             else:
-                print(_human(rec), flush=True)
+                print(describe_record(rec), flush=True)
             if "error" in rec and not args.json:
                 print(f"gazeclip predict: {rec['path']}: {rec['error']}", file=sys.stderr)
     finally:

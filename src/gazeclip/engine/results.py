@@ -170,3 +170,32 @@ class VideoResult(_JSON):
         d["kind"] = "video"
         d["frame_records"] = [dict(r) for r in self.frame_records]
         return d
+
+
+def describe_record(rec: dict) -> str:
+    """One human-readable line (a few for a video) for a prediction record, as `gazeclip predict` prints."""
+    if "error" in rec:
+        face = f" face {rec['face']}" if "face" in rec else ""
+        return f"{rec['path']}{face}: ERROR {rec['error']}"
+    where = f"{rec['path']} frame {rec['frame']} ({rec['time']:.2f} s)" if "frame" in rec else rec["path"]
+    if "tracks" in rec:  # a video
+        if rec["p_fake"] is None:
+            return f"{where}: video, {rec['frames']} frames sampled, no face"
+        lines = [f"{where}: video {rec['verdict'].upper()} p_fake {rec['p_fake']:.3f} "
+                 f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s))"]
+        for t in rec["tracks"]:
+            gen = f"  {t['generator']} ({t['family']})" if t["generator"] else ""
+            unk = " (unknown generator)" if t["unknown_generator"] else ""
+            lines.append(f"  track {t['track']}: {t['frames']} frames {t['first_time']:.1f}-{t['last_time']:.1f} s  "
+                         f"{t['verdict']} p_fake {t['p_fake']:.3f}{gen}{unk}")
+        return "\n".join(lines)
+    if rec.get("faces") == 0:
+        return f"{where}: no face"
+    g = rec["gaze"]
+    gz = f"gaze pitch {g['pitch']:+.1f} yaw {g['yaw']:+.1f} deg" if g else "gaze n/a"
+    unk = " (unknown generator)" if rec["unknown_generator"] else ""
+    track = f" track {rec['track']}" if "track" in rec else ""
+    gen = (f"  {rec['generator']} ({rec['generator_prob']:.2f}, {rec['family']})"
+           if rec.get("generator") is not None else "")
+    verdict = f"{rec['verdict']} " if "verdict" in rec else ""
+    return f"{where} face {rec['face']}{track}: {verdict}p_fake {rec['p_fake']:.3f}{gen}{unk}  {gz}"

@@ -111,18 +111,13 @@ def taxonomy_from_json(d: Any, path: str | Path, fix: str | None = None) -> Taxo
         unknown = sorted({cf[c] for c in classes} - set(families))
         if unknown:
             raise ValueError(f"families {unknown} are not in 'families'")
-        return Taxonomy(tuple(classes), {c: cf[c] for c in cf}, {c: ft[c] for c in ft}, tuple(families))
+        return Taxonomy.from_dict(d)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DamagedFileError(path, f"not a valid taxonomy ({type(e).__name__}: {e})", fix) from None
 
 
 def read_taxonomy(path: str | Path) -> Taxonomy:
     return taxonomy_from_json(read_json_file(path), path)
-
-
-def taxonomy_json(t: Taxonomy) -> dict:
-    return {"classes": list(t.classes), "class_family": dict(t.class_family),
-            "class_forgery_type": dict(t.class_forgery_type), "families": list(t.families)}
 
 
 def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:

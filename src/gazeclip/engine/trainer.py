@@ -42,14 +42,7 @@ class Interrupted(SystemExit):
     """Raised by `interrupt_after_steps` (tests): behaves like a kill after the last checkpoint."""
 
 
-def taxonomy_to_dict(t: Taxonomy) -> dict:
-    return {"classes": list(t.classes), "class_family": t.class_family,
-            "class_forgery_type": t.class_forgery_type, "families": list(t.families)}
-
-
-def taxonomy_from_dict(d: dict) -> Taxonomy:
-    return Taxonomy(tuple(d["classes"]), dict(d["class_family"]), dict(d["class_forgery_type"]),
-                    tuple(d["families"]))
+taxonomy_to_dict = Taxonomy.to_dict  # the one JSON form (models.interface)
 
 
 class _Step(nn.Module):

@@ -12,6 +12,7 @@ from torch import nn
 
 from .backbones import Backbone
 from .interface import Batch, ModelOutput, Taxonomy
+from .saving import save_pretrained
 
 
 @dataclass
@@ -104,8 +105,6 @@ class DFADModel(nn.Module):
         self._text_cache = None
 
     def save_pretrained(self, path: str | Path) -> Path:
-        from .registry import save_pretrained
-
         return save_pretrained(self, path)
 
     # ----- prompt embeddings, once per step

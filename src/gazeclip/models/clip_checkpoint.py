@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .backbones import Backbone, ImagePreprocess, TextTower
+from .towers import Backbone, ImagePreprocess, TextTower
 
 EXPECTED = {"ViT-B/16": (768, 16), "ViT-L/14": (1024, 14)}  # (vision width, patch size)
 

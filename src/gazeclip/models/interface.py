@@ -36,6 +36,15 @@ class Taxonomy:
     def family_index(self, cls: str) -> int:
         return self.families.index(self.class_family[cls])
 
+    def to_dict(self) -> dict:
+        """The JSON form saved with a model and a run (`taxonomy.json`, `config.json`)."""
+        return {"classes": list(self.classes), "class_family": dict(self.class_family),
+                "class_forgery_type": dict(self.class_forgery_type), "families": list(self.families)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Taxonomy":
+        return cls(tuple(d["classes"]), dict(d["class_family"]), dict(d["class_forgery_type"]), tuple(d["families"]))
+
 
 @dataclass
 class Batch:

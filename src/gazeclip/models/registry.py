@@ -32,15 +32,14 @@ from .baselines import ClipLinearProbe, ClipZeroShot
 from .config import GazeCLIPConfig, LinearProbeConfig, ZeroShotConfig, config_from_dict
 from .gazeclip import GazeCLIP
 from .interface import Taxonomy
+from .saving import (CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_pretrained_meta,  # noqa: F401 (API)
+                     read_pretrained_weights, save_pretrained)
 
 ARCHITECTURES: dict[str, tuple[type[DFADModel], type]] = {
     "gazeclip": (GazeCLIP, GazeCLIPConfig),
     "clip-linear-probe": (ClipLinearProbe, LinearProbeConfig),
     "clip-zeroshot": (ClipZeroShot, ZeroShotConfig),
 }
-FORMAT = "gazeclip-model/1"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 _EXTRA_CONFIGS: list[Path] = []  # added by add_model_config(), searched after the packaged ones
@@ -136,106 +135,6 @@ def create_model(name: str, backbone: str | Backbone = "clip-b16-offline", taxon
     return model_cls(backbone, taxonomy, config, name=name)
 
 
-def _taxonomy_to_json(t: Taxonomy) -> dict:
-    return {"classes": list(t.classes), "class_family": dict(t.class_family),
-            "class_forgery_type": dict(t.class_forgery_type), "families": list(t.families)}
-
-
-def _taxonomy_from_json(d: dict) -> Taxonomy:
-    return Taxonomy(tuple(d["classes"]), dict(d["class_family"]), dict(d["class_forgery_type"]), tuple(d["families"]))
-
-
-def _state_digest(state: dict) -> str:
-    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256()
-    for k in sorted(state):
-        v = state[k].detach().cpu().contiguous()
-        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
-        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
-    return h.hexdigest()
-
-
-def _meta_digest(meta: dict) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
-
-
-def save_pretrained(model: DFADModel, path: str | Path) -> Path:
-    """Write `config.json` (model, architecture, backbone, config, taxonomy) and the trainable
-    weights in `model.safetensors`. Frozen towers are not stored. The weights file records the
-    sha256 of its tensors and of config.json's content, so a flipped byte, a truncation or an
-    edited config.json (e.g. a reordered taxonomy) is refused when loaded."""
-    from safetensors.torch import save_file
-
-    from ..atomic import atomic_write_text
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "model": model.model_name, "architecture": model.architecture,
-            "backbone": model.backbone_name, "config": dataclasses.asdict(model.config),
-            "taxonomy": _taxonomy_to_json(model.taxonomy)}
-    atomic_write_text(path / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.trainable_state_dict().items()}
-    save_file(state, str(path / WEIGHTS_FILE), metadata={"format": FORMAT, "weights_sha256": _state_digest(state),
-                                                         "config_sha256": _meta_digest(meta)})
-    return path
-
-
-def read_pretrained_meta(path: str | Path) -> dict:
-    """`config.json` of a saved model, checked: one `DamagedFileError` naming the file otherwise."""
-    from ..errors import DamagedFileError
-
-    cfg = Path(path) / CONFIG_FILE
-    if not cfg.is_file():
-        raise FileNotFoundError(f"{cfg}: missing; not a saved gazeclip model folder")
-    try:
-        meta = json.loads(cfg.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DamagedFileError(cfg, f"damaged JSON ({str(e)[:100]})") from None
-    if not isinstance(meta, dict):
-        raise DamagedFileError(cfg, "not a JSON object")
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a gazeclip model (format {meta.get('format')!r}, expected {FORMAT!r})")
-    missing = [k for k in ("model", "architecture", "backbone", "config", "taxonomy") if k not in meta]
-    if missing or not isinstance(meta["config"], dict) or not isinstance(meta["taxonomy"], dict):
-        raise DamagedFileError(cfg, f"missing or malformed fields {missing or ['config', 'taxonomy']}")
-    return meta
-
-
-def read_pretrained_weights(path: str | Path, meta: dict | None = None, map_location: str = "cpu") -> dict:
-    """The tensors of `model.safetensors`, checked against the digests stored with them (files
-    saved before digests were recorded are read unchecked)."""
-    from safetensors import safe_open
-
-    from ..errors import DamagedFileError
-
-    weights = Path(path) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: missing; the model folder is incomplete (train it again, or "
-                                "`gazeclip train --out RUN --resume`)")
-    fix = "copy the run folder again, or retrain it"
-    try:
-        with safe_open(str(weights), framework="pt", device=map_location) as f:
-            stored = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged headers
-        raise DamagedFileError(weights, f"damaged or truncated weights ({str(e).splitlines()[0][:100]})", fix) from None
-    want = stored.get("weights_sha256")
-    if want is not None and _state_digest(state) != want:
-        raise DamagedFileError(weights, "its tensors do not match the sha256 stored with them (a changed byte)", fix)
-    want_cfg = stored.get("config_sha256")
-    if meta is not None and want_cfg is not None and _meta_digest(meta) != want_cfg:
-        raise DamagedFileError(Path(path) / CONFIG_FILE, f"does not match {WEIGHTS_FILE} (edited after saving: "
-                               "e.g. a reordered taxonomy would rename generators)",
-                               "restore the original config.json from the run you copied")
-    return state
-
-
 def from_pretrained(path: str | Path, backbone: str | Backbone | None = None, clip: str | Path | None = None,
                     map_location: str = "cpu") -> DFADModel:
     """Rebuild a model saved by `save_pretrained`; the backbone is the saved one unless given.
@@ -251,7 +150,7 @@ def from_pretrained(path: str | Path, backbone: str | Backbone | None = None, cl
     model_cls, cfg_cls = ARCHITECTURES[arch]
     config = config_from_dict(cfg_cls, meta["config"], f" in {path / CONFIG_FILE}")
     try:
-        taxonomy = _taxonomy_from_json(meta["taxonomy"])
+        taxonomy = Taxonomy.from_dict(meta["taxonomy"])
     except (KeyError, TypeError, ValueError) as e:
         raise DamagedFileError(path / CONFIG_FILE, f"damaged taxonomy ({e})") from None
     if backbone is None:

@@ -18,7 +18,7 @@ def _plt():
 
 
 def save_fig(fig, path: str | Path, dpi: int = 120) -> None:
-    from ..engine.utils import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
