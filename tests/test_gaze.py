@@ -326,7 +326,7 @@ def test_cli_gaze_fid(real_weights, tmp_path, capsys):
 
 def test_fid_dataset_listing_reads_manifest_or_folders(tmp_path):
     from gazeclip.data.manifest import ManifestRow, write_manifest
-    from gazeclip.gaze.cli_fid import list_dataset
+    from gazeclip.data.manifest import list_dataset
 
     for cls in ("real", "gan"):
         (tmp_path / cls).mkdir()

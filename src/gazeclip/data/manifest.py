@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ..atomic import atomic_write_text
+from ..common import IMAGE_EXTS
 from ..errors import DamagedFileError, UnsafeFileError
 
 REAL = "real"
@@ -205,3 +206,14 @@ def select_rows(rows: list[ManifestRow], protocol: Protocol, split: str) -> list
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     keep = set(protocol.train_classes) | (set(protocol.unseen) if split == "test" else set())
     return [r for r in rows if r.split == split and r.cls in keep]
+
+
+def list_dataset(data: Path, split: str | None = None) -> list[tuple[str, str]]:
+    """(path, class) pairs, from the manifest when there is one, else from class subfolders."""
+    if (data / "manifest.csv").is_file():
+        rows = read_manifest(data / "manifest.csv")
+        return [(str(data / r.path), r.cls) for r in rows if split is None or r.split == split]
+    out = []
+    for d in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        out += [(str(f), d.name) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_file()]
+    return out

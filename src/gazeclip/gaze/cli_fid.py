@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import safejson
 from ..atomic import atomic_write_text
-from ..common import IMAGE_EXTS
 
 
 
@@ -29,20 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def list_dataset(data: Path, split: str | None = None) -> list[tuple[str, str]]:
-    """(path, class) pairs, from the manifest when there is one, else from class subfolders."""
-    if (data / "manifest.csv").is_file():
-        from ..data.manifest import read_manifest
-
-        rows = read_manifest(data / "manifest.csv")
-        return [(str(data / r.path), r.cls) for r in rows if split is None or r.split == split]
-    out = []
-    for d in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        out += [(str(f), d.name) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_file()]
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..data.manifest import list_dataset
     from ..weights import home
     from .estimators import create_estimator
     from .fid import gaze_fid, plot_report
