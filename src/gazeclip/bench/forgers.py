@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..registry import Registry
 from .faceops import FaceLM, detect_face
 from .pretrained import to_uint8
 
@@ -369,11 +370,11 @@ class MorphForger(LandmarkForger):
 
 # ------------------------------------------------------------------ registry
 
-REGISTRY: dict[str, type[Forger]] = {}
+REGISTRY: Registry[type[Forger]] = Registry("generator", sort=False)  # build order
 
 
 def register(cls: type[Forger]) -> type[Forger]:
-    REGISTRY[cls.info.name] = cls
+    REGISTRY.add(cls.info.name, cls)
     return cls
 
 
@@ -384,10 +385,8 @@ for _cls in (MobileStyleGANForger, DCGANDigiFaceForger, DCGANMSGForger, SNGANMSG
 
 
 def list_forgers() -> list[str]:
-    return list(REGISTRY)
+    return REGISTRY.names()
 
 
 def create_forger(name: str) -> Forger:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown generator {name!r}; known: {', '.join(REGISTRY)}")
     return REGISTRY[name]()

@@ -14,35 +14,28 @@ import torch
 from torch import nn
 
 from ..common import sha256_of
+from ..registry import Registry
 from ..faces import geometry as geo
 from ..records import Face, Gaze
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_REGISTRY: dict[str, tuple[Callable[..., "GazeEstimator"], str]] = {}
-
-
-def register_estimator(name: str, help: str = ""):
-    def deco(fn):
-        _REGISTRY[name] = (fn, help)
-        return fn
-    return deco
+ESTIMATORS: Registry[Callable[..., "GazeEstimator"]] = Registry("gaze estimator")
+register_estimator = ESTIMATORS.register
 
 
 def list_estimators() -> list[str]:
-    return sorted(_REGISTRY)
+    return ESTIMATORS.names()
 
 
 def describe_estimators() -> dict[str, str]:
-    return {k: h for k, (_, h) in sorted(_REGISTRY.items())}
+    return {k: ESTIMATORS.help[k] for k in ESTIMATORS.names()}
 
 
 def create_estimator(name: str = "ethxgaze-r18", checkpoint: str | Path | None = None, **kwargs) -> "GazeEstimator":
     """Build a registered estimator; `checkpoint` overrides its weights file."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown gaze estimator {name!r}; known: {', '.join(list_estimators())}")
-    return _REGISTRY[name][0](checkpoint=checkpoint, **kwargs)
+    return ESTIMATORS[name](checkpoint=checkpoint, **kwargs)
 
 
 def normalised_to_camera(pitch: float, yaw: float, norm_rotation: np.ndarray) -> np.ndarray:

@@ -24,28 +24,20 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..registry import Registry
 from .towers import CLIP_MEAN, CLIP_STD, Backbone, ImagePreprocess, TextTower  # noqa: F401 (re-exported)
 
-_REGISTRY: dict[str, Callable[..., Backbone]] = {}
-
-
-def register_backbone(name: str):
-    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
+register_backbone = BACKBONES.register
 
 
 def list_backbones() -> list[str]:
-    return sorted(_REGISTRY)
+    return BACKBONES.names()
 
 
 def create_backbone(name: str, clip: str | Path | None = None) -> Backbone:
     """Build a registered backbone; `clip` is the checkpoint path for `clip-b16` / `clip-l14`."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
-    bb = _REGISTRY[name](clip=clip)
+    bb = BACKBONES[name](clip=clip)
     for tower in (bb.image_tower, bb.text_tower):
         tower.requires_grad_(False)
         tower.eval()

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from ..registry import UnknownNameError
 from .backbones import Backbone, create_backbone
 from .base import DFADModel
 from .baselines import ClipLinearProbe, ClipZeroShot
@@ -105,7 +106,7 @@ def list_models() -> list[str]:
 def model_spec(name: str) -> ModelSpec:
     specs = _specs()
     if name not in specs:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(specs))}")
+        raise UnknownNameError("model", name, sorted(specs))
     return specs[name]
 
 
