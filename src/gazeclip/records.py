@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Facial regions pooled into appearance tokens ("local patches"); order is fixed. The faces step
+# draws their boxes (faces.regions) and the models pool them (models.interface re-exports it).
+REGIONS: tuple[str, ...] = ("left_eye", "right_eye", "brows", "nose", "mouth", "face")
+
 
 @dataclass
 class HeadPose:

@@ -174,7 +174,3 @@ def run_model(model: nn.Module, dataset, batch_size: int = 32, device: torch.dev
         raise ValueError("no items to run the model on")
     preds = Predictions(**{k: torch.cat(v).numpy() for k, v in outs.items()})
     return (preds, loss_sum / max(n, 1)) if with_loss else preds
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

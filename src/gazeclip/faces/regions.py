@@ -1,15 +1,13 @@
 """Facial region boxes in CLIP-crop coordinates, for the model's "local patches".
 
-Order is `gazeclip.models.interface.REGIONS`. "left"/"right" follow MediaPipe: the subject's own
+Order is `gazeclip.records.REGIONS`. "left"/"right" follow MediaPipe: the subject's own
 left eye, which is on the image's right in an unmirrored photo.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..records import Face
-
-REGION_NAMES = ("left_eye", "right_eye", "brows", "nose", "mouth", "face")
+from ..records import REGIONS, Face
 
 # MediaPipe face-mesh indices per region (eye contours with irises, brows, nose, lips).
 _LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398, 473, 474, 475, 476, 477)
@@ -37,11 +35,11 @@ def region_boxes(face: Face, pad: float = REGION_PAD, crop_size: int | None = No
     the regions are laid out from the eyes, nose and mouth corners by face proportions."""
     size = crop_size or face.clip_crop.shape[0]
     pts = np.asarray(face.crop_landmarks, np.float64) / float(size)
-    out = np.zeros((len(REGION_NAMES), 4), np.float64)
+    out = np.zeros((len(REGIONS), 4), np.float64)
     face_box = _box(pts, 0.05, 0.0)
     if pts.shape[0] >= 468:
         eye_w = np.linalg.norm(pts[263] - pts[362])
-        for i, name in enumerate(REGION_NAMES[:-1]):
+        for i, name in enumerate(REGIONS[:-1]):
             idx = [j for j in _INDEX[name] if j < pts.shape[0]]
             out[i] = _box(pts[idx], pad, 0.35 * eye_w)
     else:

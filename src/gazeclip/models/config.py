@@ -176,12 +176,3 @@ def config_from_dict(cls: type[C], values: dict[str, Any] | None, where: str = "
             v = list(v)
         kw[name] = v
     return cls(**kw)
-
-
-def config_help(cls: type) -> list[tuple[str, Any, str]]:
-    """(name, default, help) of each field, for docs and `--help` listings."""
-    out = []
-    for f in fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        out.append((f.name, default, f.metadata.get("help", "")))
-    return out

@@ -5,12 +5,10 @@ compares them all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Protocol, runtime_checkable
 
 import torch
 
-# Facial regions pooled into appearance tokens ("local patches"); order is fixed.
-REGIONS: tuple[str, ...] = ("left_eye", "right_eye", "brows", "nose", "mouth", "face")
+from ..records import REGIONS  # noqa: F401 (the region order, one definition)
 
 
 @dataclass(frozen=True)
@@ -86,19 +84,3 @@ class ModelOutput:
     # Added by the models issue (optional, so older code keeps working):
     detection_logit: torch.Tensor | None = None    # (B,) logit of p_fake; use it for BCE (stable)
     class_embeddings: torch.Tensor | None = None   # (C, E) L2-normalised class prompt embeddings of this step
-
-
-@runtime_checkable
-class DetectorModel(Protocol):
-    """What the engine may rely on for every registered model (see gazeclip.models.base.DFADModel)."""
-
-    taxonomy: Taxonomy
-    model_name: str
-
-    @property
-    def prefix_layer(self) -> int: ...                                   # first adapted image block
-    def encode_prefix(self, pixel_values: torch.Tensor) -> torch.Tensor: ...  # frozen states entering it
-    def __call__(self, batch: Batch) -> ModelOutput: ...
-    def losses(self, output: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]: ...  # has "total"
-    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]: ...
-    def save_pretrained(self, path) -> object: ...
