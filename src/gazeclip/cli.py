@@ -31,6 +31,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def key_value(s: str) -> tuple[str, object]:
+    """argparse type of `--set KEY=VALUE` / `--model-arg KEY=VALUE`: the value read as YAML."""
+    import yaml
+
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected KEY=VALUE")
+    k, v = s.split("=", 1)
+    return k.strip(), yaml.safe_load(v)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The `gazeclip` parser; only the subcommand named in `argv` (default sys.argv[1:]) gets its
     arguments, so that only that command's module is imported."""

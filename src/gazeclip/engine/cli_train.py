@@ -10,16 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import yaml
-
+from ..cli import key_value as _kv
 from .config import TrainConfig, help_table
-
-
-def _kv(s: str) -> tuple[str, object]:
-    if "=" not in s:
-        raise argparse.ArgumentTypeError(f"{s!r}: expected KEY=VALUE")
-    k, v = s.split("=", 1)
-    return k.strip(), yaml.safe_load(v)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

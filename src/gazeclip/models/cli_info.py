@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from .. import safejson
+from ..cli import key_value
 
 from .measure import ESTIMATORS, REFERENCE_BACKBONE, measure
 
@@ -27,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", default=None, help="CLIP checkpoint for --backbone clip-b16 / clip-l14")
     p.add_argument("--gaze-estimator", choices=sorted(ESTIMATORS), default=None,
                    help="gaze estimator counted with the pipeline (default: r50 for clip-b16-random, else r18)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override (YAML value), e.g. --set lora_rank=4; repeatable")
+    p.add_argument("--model-arg", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="model config field (YAML value), as `gazeclip train --model-arg`, e.g. lora_rank=4; "
+                        "repeatable")
     p.add_argument("--list", action="store_true", help="list the registered models and exit")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
@@ -57,8 +59,6 @@ def _fmt_table(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from .registry import list_models
 
     if args.list:
@@ -67,13 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         print("gazeclip info: --model is required; models: " + ", ".join(list_models()), file=sys.stderr)
         return 2
-    overrides = {}
-    for kv in args.set:
-        if "=" not in kv:
-            print(f"gazeclip info: --set expects KEY=VALUE, got {kv!r}", file=sys.stderr)
-            return 2
-        k, v = kv.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
+    overrides = dict(args.model_arg)
     try:
         r = measure(args.model, args.backbone, args.clip, args.gaze_estimator, overrides)
     except (ValueError, FileNotFoundError, ImportError) as e:
