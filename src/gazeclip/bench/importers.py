@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from gazeclip.common import IMAGE_EXTS
+from gazeclip.common import IMAGE_EXTS, sha256_of
 from gazeclip.data.manifest import REAL, ManifestRow, path_problem, write_manifest
 from gazeclip.errors import UnsafeFileError
 
@@ -33,14 +33,6 @@ SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "va
 # design choice, not from the paper: imported items without a split get train/val/test 60/10/30,
 # drawn per class with a seeded permutation.
 DEFAULT_FRACTIONS = (0.6, 0.1, 0.3)
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_mapping(path: Path | None) -> dict[str, dict]:
@@ -83,7 +75,7 @@ def _rows(items: list[dict], root: Path, mapping: dict[str, dict], kind: str, se
         if split not in ("train", "val", "test"):
             raise ValueError(f"{it['rel']}: split {split!r} is not train/val/test")
         rows.append(ManifestRow(it["rel"], cls, "real" if is_real else fam, ftype, split, f"import:{kind}",
-                                m.get("licence", ""), _sha(root / it["rel"]), m.get("identity", "")))
+                                m.get("licence", ""), sha256_of(root / it["rel"]), m.get("identity", "")))
     return rows
 
 
