@@ -4,7 +4,6 @@ Models come from the registry (`gazeclip.models.create_model`).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
