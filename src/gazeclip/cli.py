@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "robustness": ("gazeclip.engine.cli_robustness", "metrics under JPEG, blur, noise, resize, colour changes"),
     "explain": ("gazeclip.viz.cli_explain", "Grad-CAM of a trained run on an image"),
     "tsne": ("gazeclip.viz.cli_tsne", "t-SNE of a run's joint embeddings, by generator"),
+    "export": ("gazeclip.engine.cli_export", "export a trained run to ONNX (fp32, optionally int8) for onnxruntime"),
     "predict": ("gazeclip.engine.cli_predict", "real/fake and generator of each face in files or folders"),
     "serve": ("gazeclip.serve.cli", "HTTP service and web page around a trained run"),
     "demo": ("gazeclip.demo", "the end-to-end demo that `make demo` runs"),

@@ -1,4 +1,5 @@
-"""`gazeclip eval --run RUN --data DIR [--protocol P] [--out DIR]`: metrics.json, report.md, PNGs."""
+"""`gazeclip eval --run RUN --data DIR [--protocol P] [--out DIR] [--runtime onnx --precision int8]`:
+metrics.json, report.md, PNGs."""
 from __future__ import annotations
 
 import argparse
@@ -11,15 +12,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", help="protocol (default: the run's)")
     p.add_argument("--out", help="output folder (default: RUN/eval)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="onnx: evaluate the run's ONNX export (RUN or RUN/export) under onnxruntime")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"),
+                   help="default: the model as trained (fp32); bf16 evaluates the inference copy in bf16; "
+                        "with --runtime onnx: fp32 or int8 (default: int8 when exported)")
     p.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, fmt
+    from .evaluate import evaluate, fmt, load_run
     from .metrics import HEADLINE
 
     try:
-        m = evaluate(args.run, args.data, args.protocol, args.out, args.device, progress=not args.quiet)
+        run_ = None
+        if args.runtime != "torch" or args.precision is not None:
+            run_ = load_run(args.run, args.device, precision=args.precision, runtime=args.runtime)
+        m = evaluate(args.run, args.data, args.protocol, args.out, args.device, progress=not args.quiet, run=run_)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip eval: {e}", file=sys.stderr)
         return 1

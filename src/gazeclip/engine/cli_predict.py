@@ -2,6 +2,7 @@
 images, folders and videos.
 
     gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
+    gazeclip predict folder/ --run runs/gazeclip-p2/export --runtime onnx --precision int8 --json
     {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "generator": "real", "generator_prob": 0.95,
      "family": "real", "unknown_generator": false, "gaze": {"pitch": -4.1, "yaw": 7.9, "arrows": [...]},
      "box": [...], "head": {...}, "verdict": "real"}
@@ -36,6 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, help="videos: sample N frames spread evenly (default 16)")
     p.add_argument("--per-frame", action="store_true", help="videos: also print a record per sampled frame and face")
     p.add_argument("--device", default="auto")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="torch, or onnx: the run's ONNX export under onnxruntime (RUN or RUN/export, written by "
+                        "`gazeclip export`)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto",
+                   help="auto (default): bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and bf16-capable GPUs, "
+                        "else fp32; with --runtime onnx, int8 when exported, else fp32")
+    p.add_argument("--threads", type=int, help="CPU threads of torch and onnxruntime (default: torch's, one per "
+                   "core; on a machine shared with other jobs fewer threads can be faster)")
     p.add_argument("--face-cache", help="cache folder for face/gaze records (default: none)")
     p.add_argument("--quiet", action="store_true")
 
@@ -49,8 +58,15 @@ def run(args: argparse.Namespace) -> int:
     if args.fps is not None and args.frames is not None:
         print("gazeclip predict: give --fps or --frames, not both", file=sys.stderr)
         return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     try:
-        det = load(args.run, args.device, face_cache=args.face_cache)
+        if args.precision == "int8" and args.runtime != "onnx":
+            raise ValueError("--precision int8 needs --runtime onnx (an export made with --int8)")
+        det = load(args.run, args.device, face_cache=args.face_cache, precision=args.precision,
+                   runtime=args.runtime)
         video = VideoOptions(fps=args.fps, frames=args.frames)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip predict: {e}", file=sys.stderr)

@@ -36,7 +36,8 @@ class TrainConfig:
     min_lr_ratio: float = _f(0.0, "final learning rate as a fraction of lr")
     grad_clip: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
     seed: int = _f(0, "seed for model init, data order and augmentation")
-    precision: str = _f("auto", "auto (bf16 autocast on CUDA devices that support it, else fp32) | bf16 | fp32")
+    precision: str = _f("auto", "training precision: auto (bf16 autocast on CUDA devices that support it, else "
+                        "fp32; a CPU trains in fp32 unless bf16 is asked) | bf16 | fp32")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     patience: int = _f(3, "early stopping: epochs without improvement of the validation metric (0 = off)")
     select_metric: str = _f("val_score", "validation metric to select on: val_score (mean of attribution ACC "

@@ -34,7 +34,9 @@ class Detector:
         from .evaluate import load_run
         from .predict import make_source
 
-        # engine options (e.g. a runtime or precision choice) go to the run loader unchanged
+        # engine options (e.g. a runtime or precision choice) go to the run loader unchanged;
+        # predicting means the inference copy, in predict's default precision (as `gazeclip predict`)
+        options.setdefault("precision", "auto")
         try:
             inspect.signature(load_run).bind(run_dir, device, **options)
         except TypeError:
@@ -107,5 +109,7 @@ def load(run_dir: str | Path, device: str = "auto", face_cache: str | Path | Non
     """A trained run (a `gazeclip train --out` folder) ready to predict: `load(run).predict(x)`.
 
     device: auto | cpu | cuda[:N]; face_cache: a folder to cache face/gaze records of image files;
-    other keyword options go to the engine's run loader."""
+    other keyword options go to the engine's run loader (`evaluate.load_run`): precision (auto,
+    the default: bf16 on CPUs with native bf16, else fp32 | bf16 | fp32 | int8 with runtime="onnx")
+    and runtime ("torch" or "onnx": the run's `gazeclip export`)."""
     return Detector(run_dir, device=device, face_cache=face_cache, **options)

@@ -3,7 +3,7 @@ per-item predictions (predictions.npz, reused by `compare`)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +29,28 @@ class LoadedRun:
     model: torch.nn.Module
     device: torch.device
     unknown_threshold: float | None
+    runtime: str = "torch"     # torch | onnx
+    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch) | int8 (onnx)
+    inference: bool = False    # prepared for inference only (LoRA merged): predict, export
+    gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
+    _sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.run_dir.name
+
+    def face_source(self, cache_dir: str | Path | None = None):
+        """The run's faces + gaze step (face detector, landmarker, gaze network), built once per
+        cache folder and reused by every later call; its gaze network in `gaze_precision`."""
+        from ..data.dataset import FaceGazeSource
+
+        key = str(cache_dir) if cache_dir else None
+        if key not in self._sources:
+            src = FaceGazeSource(self.cfg.faces, self.cfg.gaze_estimator, cache_dir, self.gaze_dim)
+            if self.gaze_precision == "bf16" and hasattr(src.estimator, "set_precision"):
+                src.estimator.set_precision(torch.bfloat16)
+            self._sources[key] = src
+        return self._sources[key]
 
     @property
     def preprocess(self):
@@ -43,15 +61,28 @@ class LoadedRun:
         return gaze_dim_of(self.model)
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
+def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = None,
+             runtime: str = "torch") -> LoadedRun:
     """The one loader of a run folder: every file is validated and a damaged one raises a
     `DamagedFileError` naming it. The model's own taxonomy (stored with its weights and checked
-    against their digest) is the label space; a `taxonomy.json` that disagrees is refused."""
+    against their digest) is the label space; a `taxonomy.json` that disagrees is refused.
+
+    precision None (the default; eval, robustness, explain): the model as trained, fp32.
+    precision auto | bf16 | fp32 (predict, export): an inference-only copy (LoRA merged, prompt
+    embeddings computed once); auto = bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and on
+    CUDA devices with bf16, else fp32. The gaze network of `face_source` runs in the same precision.
+    runtime onnx: the run's ONNX export (RUN itself or RUN/export, see `gazeclip export`) under
+    onnxruntime on the CPU; precision auto = int8 when exported, else fp32.
+    """
     from ..errors import DamagedFileError
     from .runfolder import read_calibration, read_taxonomy, same_taxonomy
     from .trainer import load_run_config
 
+    if runtime not in ("torch", "onnx"):
+        raise ValueError(f"runtime {runtime!r}: use torch or onnx")
     run_dir = Path(run_dir)
+    if runtime == "onnx":
+        return _load_onnx_run(run_dir, device, precision)
     cfg = load_run_config(run_dir)
     if not (run_dir / "model").is_dir():
         raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/); "
@@ -67,7 +98,35 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     if stored is not None and not same_taxonomy(stored, taxonomy):
         raise DamagedFileError(tx_path, "does not match the taxonomy stored with model/ (a reordered or edited list "
                                "would rename generators)", "restore it, or delete it to use the model's own")
-    return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr)
+    if precision is None:
+        return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr)
+    from ..models.inference import prepare_for_inference
+
+    dtype = U.autocast_dtype(precision, dev, inference=True)
+    prepare_for_inference(model, dtype)
+    prec = "bf16" if dtype is not None else "fp32"
+    return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, precision=prec, inference=True, gaze_precision=prec)
+
+
+def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
+    """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel`."""
+    from .export import OnnxModel, find_export, resolve_onnx_precision
+    from .runfolder import read_calibration, read_taxonomy
+    from .trainer import load_run_config
+
+    if device not in ("auto", "cpu"):
+        raise ValueError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
+    run_dir = find_export(run_dir)
+    cfg = load_run_config(run_dir)
+    tx_path, cal = run_dir / "taxonomy.json", run_dir / "calibration.json"
+    if not tx_path.is_file():
+        raise FileNotFoundError(f"{tx_path}: missing; export the run again with `gazeclip export`")
+    thr = read_calibration(cal) if cal.is_file() else None
+    prec = resolve_onnx_precision(run_dir, precision)
+    # the gaze network stays in torch: bf16 where auto would pick it for the image tower
+    gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
+    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"), thr,
+                     runtime="onnx", precision=prec, inference=True, gaze_precision=gaze)
 
 
 def test_set(run: LoadedRun, data_dir: str | Path, protocol: str | None = None,

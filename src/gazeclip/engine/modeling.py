@@ -101,7 +101,10 @@ def prefix_id(model: nn.Module) -> str:
     tower = image_tower_of(model)
     probe = tower.vision_model.embeddings.patch_embedding.weight.detach().float().cpu().numpy().tobytes()[:65536]
     digest = hashlib.sha256(probe).hexdigest()[:12]
-    return f"{name}-{digest}-L{model.prefix_layer}-S{preprocess_of(model).size}"
+    # states computed in bf16 (an inference copy, gazeclip.models.inference) never mix with fp32 ones
+    dt = getattr(getattr(model, "gie", None), "compute_dtype", None)
+    suffix = f"-{str(dt).removeprefix('torch.')}" if dt is not None else ""
+    return f"{name}-{digest}-L{model.prefix_layer}-S{preprocess_of(model).size}{suffix}"
 
 
 @dataclass
@@ -173,3 +176,27 @@ def run_model(model: nn.Module, dataset, batch_size: int = 32, device: torch.dev
         raise ValueError("no items to run the model on")
     preds = Predictions(**{k: torch.cat(v).numpy() for k, v in outs.items()})
     return (preds, loss_sum / max(n, 1)) if with_loss else preds
+
+
+@torch.no_grad()
+def run_samples(model, samples, preprocess, batch_size: int = 32, device: torch.device | str = "cpu") -> Predictions:
+    """Model outputs over a SampleSet (predict): whole batches preprocessed at once, no DataLoader,
+    no labels, no feature cache. `model` is a torch model or an `OnnxModel`."""
+    from ..models.interface import Batch
+
+    if getattr(model, "training", False):
+        model.eval()
+    outs = {k: [] for k in ("attribution_logits", "family_logits", "p_fake", "embedding")}
+    t = torch.from_numpy
+    for s in range(0, len(samples), batch_size):
+        sl = slice(s, s + batch_size)
+        batch = Batch(pixel_values=preprocess(samples.crops[sl]), gaze_vector=t(samples.gaze_vector[sl]),
+                      gaze_pitchyaw=t(samples.gaze_pitchyaw[sl]), gaze_features=t(samples.gaze_features[sl]),
+                      gaze_valid=t(samples.gaze_valid[sl]), region_boxes=t(samples.region_boxes[sl])).to(device)
+        out = model(batch)
+        for k in outs:
+            outs[k].append(getattr(out, k).float().cpu())
+    if not outs["p_fake"]:
+        raise ValueError("no items to run the model on")
+    return Predictions(**{k: torch.cat(v).numpy() for k, v in outs.items()})
+

@@ -33,7 +33,10 @@ def expand_paths(paths: Iterable[str | Path]) -> list[str]:
 
 
 def make_source(run, face_cache_dir: str | None = None):
-    """The run's faces + gaze step (face detector and gaze estimator), built once and reused."""
+    """The run's faces + gaze step (face detector and gaze estimator), built once and reused: a
+    `LoadedRun` keeps one per cache folder (its gaze network in the run's inference precision)."""
+    if hasattr(run, "face_source"):
+        return run.face_source(face_cache_dir)
     from ..data.dataset import FaceGazeSource
 
     return FaceGazeSource(run.cfg.faces, run.cfg.gaze_estimator, face_cache_dir, run.gaze_dim)
@@ -59,11 +62,12 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
     """Records for analysed images (`ImageFaces`, from files, arrays or video frames), in order:
     the one place where faces become model inputs and model outputs become records.
     An `ImageFaces` may carry the decoded image as `._image` (whole-image runs use it)."""
-    from ..data.dataset import FaceDataset, SampleSet, _empty_arrays, load_rgb, samples_from_faces
-    from .modeling import run_model
+    from ..data.dataset import SampleSet, _empty_arrays, load_rgb, samples_from_faces
+    from .modeling import run_samples
 
     mode = run.cfg.faces
-    size = run.preprocess.size
+    preprocess = run.preprocess
+    size = preprocess.size
     tx = run.taxonomy
     thr = run.unknown_threshold
     sets: list[SampleSet] = []
@@ -85,7 +89,8 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
             order.append(("faces", (res, len(res.faces))))
     if sets:
         merged = _concat(sets)
-        preds = run_model(run.model, FaceDataset(merged, tx, run.preprocess), batch_size=32, device=run.device)
+        # the faces of all the images given go through the model together, crops preprocessed at once
+        preds = run_samples(run.model, merged, preprocess, batch_size=32, device=run.device)
         prob = softmax(preds.attribution_logits, axis=1)
         fam = preds.family_logits.argmax(1)
     k = 0  # row of `merged`: faces are matched to their image by position, never by path

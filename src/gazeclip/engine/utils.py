@@ -63,8 +63,30 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast only where the device has native bf16 (CUDA compute capability >= 8)."""
+def cpu_native_bf16() -> bool:
+    """True when this CPU has bf16 matrix instructions (Intel AMX-BF16 or AVX512-BF16), i.e. where
+    bf16 GEMMs run about twice as fast as fp32 ones. Asks torch first, then /proc/cpuinfo."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # a torch without these probes: read the kernel's flags
+        try:
+            flags = Path("/proc/cpuinfo").read_text().split()
+        except OSError:
+            return False
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_dtype(precision: str, device: torch.device, inference: bool = False) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device` (None = fp32).
+
+    auto: bf16 on CUDA devices with native bf16 (compute capability >= 8); for inference also on
+    CPUs with native bf16 (AMX / AVX512-BF16, `cpu_native_bf16`); fp32 elsewhere. Training on a
+    CPU keeps fp32 under auto (bf16 only when asked)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return None
     has_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -72,6 +94,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type == "cpu" or has_bf16:
             return torch.bfloat16
         raise RuntimeError(f"precision bf16: device {device} has no bf16; use --precision fp32")
+    if device.type == "cpu" and inference and cpu_native_bf16():
+        return torch.bfloat16
     return torch.bfloat16 if has_bf16 else None
 
 

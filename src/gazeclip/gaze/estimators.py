@@ -142,6 +142,25 @@ class ResNetGaze(nn.Module):
         self.net = getattr(torchvision.models, arch)(weights=None, num_classes=2)
         self.arch = arch
 
+    def fold_batchnorm(self) -> None:
+        """Inference only: fold every BatchNorm into the convolution before it (exact up to
+        rounding; one op less per conv)."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        n = self.net
+        if isinstance(n.bn1, nn.Identity):
+            return
+        n.conv1, n.bn1 = fuse_conv_bn_eval(n.conv1, n.bn1), nn.Identity()
+        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
+            for blk in layer:
+                for i in (1, 2, 3):
+                    conv, bn = getattr(blk, f"conv{i}", None), getattr(blk, f"bn{i}", None)
+                    if conv is not None and bn is not None:
+                        setattr(blk, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                        setattr(blk, f"bn{i}", nn.Identity())
+                if blk.downsample is not None:
+                    blk.downsample = nn.Sequential(fuse_conv_bn_eval(blk.downsample[0], blk.downsample[1]))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
@@ -168,9 +187,27 @@ class ETHXGazeResNet(GazeEstimator):
         self.feature_dim = int(state["fc.weight"].shape[1])
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        self.compute_dtype: torch.dtype | None = None  # set_precision
 
     def config(self) -> dict:
-        return {"name": self.name, "arch": self.arch, "weights": self.weights_id, "flip_tta": self.flip_tta}
+        c = {"name": self.name, "arch": self.arch, "weights": self.weights_id, "flip_tta": self.flip_tta}
+        if self.compute_dtype is not None:  # so face/gaze caches never mix bf16 and fp32 gaze
+            c["precision"] = str(self.compute_dtype).removeprefix("torch.")
+        return c
+
+    def set_precision(self, dtype: torch.dtype | None) -> None:
+        """Inference in bf16 (`predict --precision auto` on CPUs with native bf16): BatchNorm folded
+        into the convolutions, their weights stored in bf16, run under autocast (outputs fp32).
+        One way only: an estimator set to bf16 stays bf16."""
+        if dtype is None or dtype == self.compute_dtype:
+            return
+        if dtype != torch.bfloat16 or self.compute_dtype is not None:
+            raise ValueError(f"gaze estimator precision {dtype}: only fp32 -> bf16 is supported")
+        self.model.fold_batchnorm()
+        for m in self.model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.to(dtype)
+        self.compute_dtype = dtype
 
     def preprocess(self, crops: np.ndarray) -> torch.Tensor:
         """(N, 224, 224, 3) uint8 RGB -> (N, 3, 224, 224) normalised float tensor."""
@@ -183,10 +220,12 @@ class ETHXGazeResNet(GazeEstimator):
         outs, feats = [], []
         for i in range(0, x.shape[0], self.batch_size):
             xb = x[i:i + self.batch_size].to(self.device).contiguous(memory_format=torch.channels_last)
-            o, f = self.model(xb)
-            if self.flip_tta:
-                om, _ = self.model(torch.flip(xb, dims=[3]))
-                o = torch.stack([(o[:, 0] + om[:, 0]) / 2, (o[:, 1] - om[:, 1]) / 2], 1)
+            with torch.autocast(xb.device.type, dtype=self.compute_dtype or torch.float32,
+                                enabled=self.compute_dtype is not None):
+                o, f = self.model(xb)
+                if self.flip_tta:
+                    om, _ = self.model(torch.flip(xb, dims=[3]))
+                    o = torch.stack([(o[:, 0] + om[:, 0]) / 2, (o[:, 1] - om[:, 1]) / 2], 1)
             outs.append(o.float().cpu())
             feats.append(f.float().cpu())
         if not outs:

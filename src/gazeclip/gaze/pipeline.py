@@ -48,7 +48,7 @@ def iter_analyze(paths: Iterable[str | os.PathLike], analyzer: FaceAnalyzer | No
         for path in chunk:
             try:
                 data = read_bytes(path)
-                digest = content_hash(data)
+                digest = content_hash(data) if cache else None  # hashing a large photo is not free
                 hit = cache.get(digest, path) if cache else None
                 if hit is not None:
                     results.append(hit)

@@ -68,10 +68,16 @@ class DFADModel(nn.Module):
         return [self.gie.tower]
 
     def train(self, mode: bool = True):
+        if mode and getattr(self, "inference_only", False):
+            raise RuntimeError(f"{self.model_name}: this copy was prepared for inference (LoRA merged); "
+                               "load the saved model again to train it")
+        leaving_training = self.training and not mode
         super().train(mode)
         for m in self.frozen_modules():
             m.eval()
-        self._text_cache = None
+        # eval() -> eval() keeps the cached prompt embeddings (nothing can have changed them)
+        if mode or leaving_training:
+            self._text_cache = None
         return self
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

@@ -99,6 +99,12 @@ class GazeAwareImageEncoder(nn.Module):
         self.injectors = nn.ModuleDict({
             str(i): GazeInjector(width, prompt_dim, injector_heads, injector_query, injector_gate, mask_invalid_gaze)
             for i in self.injector_blocks})
+        # inference only (gazeclip.models.inference): run the tower's blocks under autocast to this dtype
+        self.compute_dtype: torch.dtype | None = None
+
+    def _autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.compute_dtype or torch.float32,
+                              enabled=self.compute_dtype is not None)
 
     @property
     def vision(self) -> nn.Module:
@@ -108,20 +114,25 @@ class GazeAwareImageEncoder(nn.Module):
     def encode_prefix(self, pixel_values: torch.Tensor) -> torch.Tensor:
         vm = self.vision
         h = vm.pre_layrnorm(vm.embeddings(pixel_values.to(vm.pre_layrnorm.weight.dtype)))
-        for layer in self.blocks.layers[: self.prefix_layer]:
-            h = layer(h, None)
-        return h
+        with self._autocast(h.device):
+            for layer in self.blocks.layers[: self.prefix_layer]:
+                h = layer(h, None)
+        return h.float() if self.compute_dtype is not None else h
 
     def forward(self, states: torch.Tensor, gaze_prompts: torch.Tensor | None = None,
                 gaze_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """states entering `prefix_layer` (B, T, W) -> (image embedding (B, E), final states (B, T, W))."""
         h = states
-        for i in range(self.prefix_layer, self.num_layers):
-            inj = self.injectors[str(i)] if (gaze_prompts is not None and str(i) in self.injectors) else None
-            if inj is not None and self.injector_position == "before":
-                h = inj(h, gaze_prompts, gaze_valid)
-            h = self.blocks.layers[i](h, None)
-            if inj is not None and self.injector_position == "after":
-                h = inj(h, gaze_prompts, gaze_valid)
-        pooled = self.vision.post_layernorm(h[:, 0])
-        return self.tower.visual_projection(pooled), h
+        with self._autocast(h.device):
+            for i in range(self.prefix_layer, self.num_layers):
+                inj = self.injectors[str(i)] if (gaze_prompts is not None and str(i) in self.injectors) else None
+                if inj is not None and self.injector_position == "before":
+                    h = inj(h, gaze_prompts, gaze_valid)
+                h = self.blocks.layers[i](h, None)
+                if inj is not None and self.injector_position == "after":
+                    h = inj(h, gaze_prompts, gaze_valid)
+            pooled = self.vision.post_layernorm(h[:, 0])
+            image = self.tower.visual_projection(pooled)
+        if self.compute_dtype is not None:  # the heads after the tower run in fp32
+            return image.float(), h.float()
+        return image, h

@@ -42,6 +42,9 @@ def save_pretrained(model, path: str | Path) -> Path:
 
     from ..atomic import atomic_write_text
 
+    if getattr(model, "inference_only", False):
+        raise ValueError(f"{model.model_name}: a copy prepared for inference (LoRA merged) cannot be saved; "
+                         "save the model before gazeclip.models.inference.prepare_for_inference")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "model": model.model_name, "architecture": model.architecture,

