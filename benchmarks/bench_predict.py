@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -102,7 +101,8 @@ def main() -> int:
     from gazeclip.data.dataset import SampleSet, samples_from_faces
     from gazeclip.engine import utils as U
     from gazeclip.engine.evaluate import load_run
-    from gazeclip.engine.export import export_run, find_export
+    from gazeclip.engine.export import export_run
+    from gazeclip.engine.onnx_runtime import find_export
     from gazeclip.engine.predict import _concat, predict_paths
     from gazeclip.faces.geometry import Camera
     from gazeclip.faces.io import decode_image

@@ -149,7 +149,7 @@ def exported(tmp_path_factory):
 
 def test_onnx_fp32_matches_torch_within_1e3_any_batch(exported):
     from gazeclip.engine.evaluate import load_run
-    from gazeclip.engine.export import read_export_meta
+    from gazeclip.engine.onnx_runtime import read_export_meta
 
     _, run = exported
     meta = read_export_meta(run / "export")

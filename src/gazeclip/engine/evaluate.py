@@ -110,7 +110,7 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
 
 def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
     """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel`."""
-    from .export import OnnxModel, find_export, resolve_onnx_precision
+    from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
     from .runfolder import read_calibration, read_taxonomy
     from .trainer import load_run_config
 
