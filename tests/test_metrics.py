@@ -96,3 +96,95 @@ def test_bootstrap_interval_brackets_estimate():
     ci = bootstrap(d, ["attribution_acc_seen", "detection_auc", "cluster_acc_unseen"], n_boot=200, seed=1)
     for k, (lo, hi) in ci.items():
         assert lo <= m[k] + 1e-9 and m[k] <= hi + 1e-9, (k, lo, m[k], hi)
+
+
+def test_open_set_metrics_hand_computed():
+    from gazeclip.engine.metrics import per_generator_metrics
+
+    d = _fixture()
+    # fake-conditional top probabilities: seen fakes (rows 2-5) are confident (logit 5 vs -5 among the
+    # two generators: p = 1/(1+e^-10)); unseen fakes get flatter logits
+    d.attribution_logits = d.attribution_logits.copy()
+    d.attribution_logits[6] = [0.0, 0.2, 0.0]    # p(g|fake) = e^.2/(1+e^.2) = 0.5498
+    d.attribution_logits[7] = [0.0, 3.0, 0.0]    # 0.9526: looks like a known generator
+    d.attribution_logits[8] = [0.0, 0.0, 0.5]    # 0.6225
+    d.attribution_logits[9] = [0.0, 0.0, 1.0]    # 0.7311
+    d.unknown_threshold = 0.9
+    d.detection_threshold = 0.7
+    m = compute_metrics(d)
+    # unknown score: unseen 0.45, 0.047, 0.38, 0.27 vs 4 seen at 4.5e-5: every pair ordered right
+    assert m["unknown_auroc"] == pytest.approx(1.0)
+    assert m["unknown_tpr_unseen"] == pytest.approx(3 / 4)   # 0.9526 is not below 0.9
+    assert m["unknown_fpr_seen"] == 0.0
+    # detection at 0.7: real 0.1 (no), 0.7 (yes: >=) -> FPR 1/2; fakes >= 0.7: .8 .9 .95 .85 .75 -> 5/8
+    assert m["fpr_real_at_threshold"] == pytest.approx(0.5)
+    assert m["tpr_fake_at_threshold"] == pytest.approx(5 / 8)
+    assert m["tpr_unseen_at_threshold"] == pytest.approx(2 / 4)
+    assert m["balanced_acc_at_threshold"] == pytest.approx((0.5 + 5 / 8) / 2)
+    # two well separated unseen clusters: the silhouette picks k = 2 (k = 3 is the only other option)
+    assert m["n_clusters_estimated"] == 2 and m["cluster_acc_unseen_estk"] == 1.0
+    # no thresholds: the threshold metrics fall back to 0.5 / are undefined, nothing crashes
+    d.unknown_threshold = d.detection_threshold = None
+    m2 = compute_metrics(d)
+    assert math.isnan(m2["unknown_tpr_unseen"]) and m2["fpr_real_at_threshold"] == pytest.approx(0.5)
+    pg = per_generator_metrics(d, m["_cluster_assign"])
+    assert set(pg) == {"g1", "g2", "u1", "u2"}
+    assert pg["g1"]["seen"] and pg["g1"]["attribution_acc"] == 0.5 and math.isnan(pg["g1"]["cluster_recall"])
+    assert not pg["u1"]["seen"] and math.isnan(pg["u1"]["attribution_acc"]) and pg["u1"]["cluster_recall"] == 1.0
+    # real p_fake 0.1, 0.7 vs g2 0.6, 0.95: 3 of 4 pairs ordered right
+    assert pg["g2"]["detection_auc"] == pytest.approx(3 / 4)
+
+
+def test_estimate_k_finds_the_clusters_without_the_oracle():
+    from gazeclip.engine.metrics import estimate_k
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 16)) * 5
+    x = np.concatenate([c + rng.normal(0, 0.3, (25, 16)) for c in centres])
+    y = np.repeat(np.arange(4), 25)
+    k, assign = estimate_k(x, seed=0)
+    assert k == 4 and hungarian_acc(y, assign) == 1.0
+    assert estimate_k(x[:2]) == (0, None)  # too few items
+
+
+def test_wrong_k_counts_unmatched_clusters_as_errors():
+    d = _fixture()
+    # the estimated-k clustering splits u1 in two: one half maps to u1, the other is unmatched
+    m = compute_metrics(d, cluster_assign=np.array([0, 0, 1, 1]), cluster_assign_estk=np.array([0, 2, 1, 1]),
+                        k_est=3)
+    assert m["n_clusters_estimated"] == 3 and m["cluster_acc_unseen_estk"] == pytest.approx(3 / 4)
+    assert m["cluster_acc_unseen"] == 1.0
+
+
+def test_bootstrap_resamples_estimated_k_assignment():
+    d = _fixture()
+    ci = bootstrap(d, ["cluster_acc_unseen_estk", "n_clusters_estimated"], n_boot=50, seed=0)
+    assert ci["cluster_acc_unseen_estk"] == (1.0, 1.0) and ci["n_clusters_estimated"] == (2.0, 2.0)
+
+
+def test_numpy_auc_and_ap_equal_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from gazeclip.engine.metrics import average_precision, binary_auc
+
+    rng = np.random.default_rng(0)
+    for t in range(100):
+        n = int(rng.integers(4, 60))
+        y = np.r_[0, 1, rng.integers(0, 2, n - 2)]
+        s = rng.integers(0, 6, n) / 5.0 if t % 2 else rng.uniform(size=n)  # with and without ties
+        assert binary_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert math.isnan(binary_auc([1, 1], [0.2, 0.3]))
+
+
+def test_numpy_nmi_and_ari_equal_sklearn():
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from gazeclip.engine.metrics import ari_score, nmi_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        n = int(rng.integers(2, 80))
+        a, b = rng.integers(0, rng.integers(1, 6), n), rng.integers(0, rng.integers(1, 7), n)
+        assert nmi_score(a, b) == pytest.approx(normalized_mutual_info_score(a, b), abs=1e-10)
+        assert ari_score(a, b) == pytest.approx(adjusted_rand_score(a, b), abs=1e-10)

@@ -28,7 +28,8 @@ def make_run(run: Path, faces: str = "detect") -> Taxonomy:
     c = TrainConfig(model="gazeclip", backbone="tiny-random", faces=faces)
     (run / "config.yaml").write_text(yaml.safe_dump(c.to_dict()))
     atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
-    atomic_write_json(run / "calibration.json", {"unknown_threshold": 0.99, "quantile": 0.05})
+    atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.99, "quantile": 0.05,
+                                                 "detection_threshold": 0.5})
     return tx
 
 
@@ -52,8 +53,13 @@ def test_predict_folder_three_records(real_weights, tmp_path, capsys):
     assert set(by_name) == {"astronaut.png", "coffee.png", "broken.jpg"}
     face = by_name["astronaut.png"]
     assert set(face) == FACE_KEYS and face["face"] == 0
-    assert 0.0 <= face["p_fake"] <= 1.0 and 0.0 < face["generator_prob"] <= 1.0
-    assert face["generator"] in tx.classes and face["family"] in tx.families
+    assert 0.0 <= face["p_fake"] <= 1.0
+    assert face["verdict"] == ("fake" if face["p_fake"] >= 0.5 else "real")
+    if face["verdict"] == "fake":  # a fake verdict names a generator, never "real"
+        assert face["generator"] in tx.classes[1:] and face["family"] in tx.families[1:]
+        assert 0.0 < face["generator_prob"] <= 1.0
+    else:
+        assert face["generator"] is None and face["family"] is None and not face["unknown_generator"]
     assert isinstance(face["unknown_generator"], bool)
     assert set(face["gaze"]) == {"pitch", "yaw", "arrows"} and abs(face["gaze"]["yaw"]) < 60
     assert len(face["box"]) == 4 and set(face["head"]) == {"pitch", "yaw", "roll"}

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("gazeclip.engine.cli_train", "train a model on a benchmark protocol"),
     "eval": ("gazeclip.engine.cli_eval", "evaluate a trained run: attribution, open-set, detection"),
     "compare": ("gazeclip.engine.cli_compare", "side-by-side table of several runs with bootstrap intervals"),
+    "experiment": ("gazeclip.engine.cli_experiment", "models x seeds on one protocol: mean ± sd, paired differences"),
     "robustness": ("gazeclip.engine.cli_robustness", "metrics under JPEG, blur, noise, resize, colour changes"),
     "explain": ("gazeclip.viz.cli_explain", "Grad-CAM of a trained run on an image"),
     "tsne": ("gazeclip.viz.cli_tsne", "t-SNE of a run's joint embeddings, by generator"),

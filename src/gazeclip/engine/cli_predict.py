@@ -3,9 +3,9 @@ images, folders and videos.
 
     gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
     gazeclip predict folder/ --run runs/gazeclip-p2/export --runtime onnx --precision int8 --json
-    {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "generator": "real", "generator_prob": 0.95,
-     "family": "real", "unknown_generator": false, "gaze": {"pitch": -4.1, "yaw": 7.9, "arrows": [...]},
-     "box": [...], "head": {...}, "verdict": "real"}
+    {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "verdict": "real", "generator": null,
+     "generator_prob": null, "family": null, "unknown_generator": false,
+     "gaze": {"pitch": -4.1, "yaw": 7.9, "arrows": [...]}, "box": [...], "head": {...}}
     {"path": "folder/coffee.png", "faces": 0}
     {"path": "folder/broken.jpg", "error": "..."}
     {"path": "clip.mp4", "frames": 16, "fps": 24.0, "duration": 19.7, "faces": 16, "p_fake": 0.2,

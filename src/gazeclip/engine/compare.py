@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibrate import load_calibration
 from .metrics import HEADLINE, EvalData, bootstrap, compute_metrics
 from .modeling import Predictions
 
@@ -27,6 +28,8 @@ def _eval_is_current(run_dir: Path, data_dir: Path, protocol: str | None) -> boo
     except (UnicodeDecodeError, ValueError):
         return False  # damaged: evaluated again
     if not isinstance(meta, dict):
+        return False
+    if "fpr_real_at_threshold" not in meta:  # written before the open-set metrics: evaluate again
         return False
     same_data = meta.get("data") == str(Path(data_dir).resolve())
     return same_data and (protocol is None or meta.get("protocol") == protocol) and \
@@ -49,8 +52,10 @@ def run_eval_data(run_dir: Path, data_dir: Path, protocol: str | None, device: s
     tx = read_taxonomy(run_dir / "taxonomy.json")
     rows = read_manifest(data_dir)
     proto = load_protocol(data_dir, meta["protocol"], rows)
+    cal = load_calibration(run_dir) or {}
     d = EvalData([str(c) for c in extra["classes"]], list(tx.classes), list(tx.families), {r.cls: r.family for r in rows},
-                 list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding)
+                 list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding,
+                 cal.get("detection_threshold"), cal.get("unknown_threshold"))
     return d, meta, extra["paths"]
 
 

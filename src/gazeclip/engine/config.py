@@ -57,7 +57,11 @@ class TrainConfig:
     balance_classes: bool = _f(True, "draw real and each seen generator equally often in training "
                                "(epoch = n_classes x median class size); false: every item once per epoch")
     unknown_quantile: float = _f(0.05, "unknown-generator threshold: this quantile of the predicted-class "
-                                 "probability on correctly attributed fake validation faces")
+                                 "probability p(g | fake) on correctly attributed fake validation faces")
+    detection_threshold_rule: str = _f("balanced", "design choice, not from the paper: the real/fake threshold of "
+                                       "predict verdicts, chosen on the validation split: 'balanced' (max balanced "
+                                       "accuracy) or 'fpr' (at most detection_target_fpr of real val faces called fake)")
+    detection_target_fpr: float = _f(0.05, "target false-positive rate on real validation faces for rule 'fpr'")
     max_train_items: int = _f(0, "use at most this many training items (0 = all), for quick trials")
     find_unused_parameters: bool = _f(True, "DDP: tolerate trainable parameters a step does not use")
     progress: bool = _f(True, "show tqdm progress bars")

@@ -10,13 +10,12 @@ import numpy as np
 import torch
 
 from ..data.dataset import FaceDataset, SampleSet, manifest_samples
-from ..data.manifest import select_rows
 from ..data.feature_cache import FeatureCache
-from ..data.manifest import Protocol, load_protocol, read_manifest
+from ..data.manifest import Protocol, load_protocol, read_manifest, select_rows
 from ..models.interface import Taxonomy
 from . import utils as U
 from .config import TrainConfig
-from .metrics import HEADLINE, EvalData, compute_metrics
+from .metrics import HEADLINE, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
 from .modeling import (Predictions, gaze_dim_of, load_pretrained, preprocess_of, prefix_id, run_model,
                        supports_prefix)
 
@@ -34,6 +33,7 @@ class LoadedRun:
     inference: bool = False    # prepared for inference only (LoRA merged): predict, export
     gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
     _sources: dict = field(default_factory=dict, repr=False, compare=False)
+    detection_threshold: float | None = None  # None: no v2 calibration (verdicts then use 0.5)
 
     @property
     def name(self) -> str:
@@ -75,7 +75,8 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     onnxruntime on the CPU; precision auto = int8 when exported, else fp32.
     """
     from ..errors import DamagedFileError
-    from .runfolder import read_calibration, read_taxonomy, same_taxonomy
+    from .calibrate import load_calibration
+    from .runfolder import read_taxonomy, same_taxonomy
     from .trainer import load_run_config
 
     if runtime not in ("torch", "onnx"):
@@ -87,9 +88,11 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     if not (run_dir / "model").is_dir():
         raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/); "
                                 "finish it with `gazeclip train --out RUN --resume`")
-    tx_path, cal = run_dir / "taxonomy.json", run_dir / "calibration.json"
+    tx_path = run_dir / "taxonomy.json"
     stored = read_taxonomy(tx_path) if tx_path.is_file() else None
-    thr = read_calibration(cal) if cal.is_file() else None
+    # None for a run calibrated before v2: `recalibrate` it (evaluate does)
+    cal = load_calibration(run_dir) or {}
+    thr, det = cal.get("unknown_threshold"), cal.get("detection_threshold")
     dev = U.resolve_device(device)
     model = load_pretrained(run_dir / "model", cfg.clip).to(dev).eval()
     taxonomy = getattr(model, "taxonomy", None) or stored
@@ -99,34 +102,66 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
         raise DamagedFileError(tx_path, "does not match the taxonomy stored with model/ (a reordered or edited list "
                                "would rename generators)", "restore it, or delete it to use the model's own")
     if precision is None:
-        return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr)
+        return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, detection_threshold=det)
     from ..models.inference import prepare_for_inference
 
     dtype = U.autocast_dtype(precision, dev, inference=True)
     prepare_for_inference(model, dtype)
     prec = "bf16" if dtype is not None else "fp32"
-    return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, precision=prec, inference=True, gaze_precision=prec)
+    return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, precision=prec, inference=True, gaze_precision=prec,
+                     detection_threshold=det)
 
 
 def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
     """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel`."""
     from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
-    from .runfolder import read_calibration, read_taxonomy
+    from .calibrate import load_calibration
+    from .runfolder import read_taxonomy
     from .trainer import load_run_config
 
     if device not in ("auto", "cpu"):
         raise ValueError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
     run_dir = find_export(run_dir)
     cfg = load_run_config(run_dir)
-    tx_path, cal = run_dir / "taxonomy.json", run_dir / "calibration.json"
+    tx_path = run_dir / "taxonomy.json"
     if not tx_path.is_file():
         raise FileNotFoundError(f"{tx_path}: missing; export the run again with `gazeclip export`")
-    thr = read_calibration(cal) if cal.is_file() else None
+    cal = load_calibration(run_dir) or {}
     prec = resolve_onnx_precision(run_dir, precision)
     # the gaze network stays in torch: bf16 where auto would pick it for the image tower
     gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
-    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"), thr,
-                     runtime="onnx", precision=prec, inference=True, gaze_precision=gaze)
+    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
+                     cal.get("unknown_threshold"), runtime="onnx", detection_threshold=cal.get("detection_threshold"), precision=prec, inference=True, gaze_precision=gaze)
+
+
+def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) -> dict:
+    """Recompute RUN/calibration.json on the *validation* split of `data_dir` with the run's
+    trained model (for runs calibrated before the detection threshold existed)."""
+    from ..data.dataset import build_taxonomy
+    from .calibrate import calibrate_run
+
+    data_dir = Path(data_dir)
+    rows = read_manifest(data_dir)
+    proto = load_protocol(data_dir, run.cfg.protocol, rows)
+    if list(build_taxonomy(rows, proto).classes) != list(run.taxonomy.classes):
+        raise ValueError(f"{data_dir}: protocol {proto.name} here has other train classes than run {run.run_dir}; "
+                         "recalibrate on the data the run was trained on")
+    val_rows = select_rows(rows, proto, "val")
+    if not val_rows:
+        raise ValueError(f"{data_dir}/manifest.csv: no val rows for protocol {proto.name}; cannot calibrate")
+    s = manifest_samples(val_rows, data_dir, run.cfg.faces, run.cfg.gaze_estimator, run.preprocess.size,
+                         run.gaze_dim, face_cache_dir=run.cfg.face_cache_dir, progress=progress)
+    cache = None
+    if run.cfg.feature_cache and supports_prefix(run.model):
+        cache = FeatureCache(run.cfg.cache_dir or data_dir / ".cache" / "features", prefix_id(run.model),
+                             run.cfg.cache_dtype)
+        pre = run.preprocess
+        cache.fill(s.keys, lambda idx: pre(list(s.crops[idx])).to(run.device),
+                   lambda x: run.model.encode_prefix(x).cpu(), batch_size=32, progress=progress)
+    rec = calibrate_run(run.run_dir, FaceDataset(s, run.taxonomy, run.preprocess, cache), run.cfg, run.device,
+                        run.model)
+    run.unknown_threshold, run.detection_threshold = rec["unknown_threshold"], rec["detection_threshold"]
+    return rec
 
 
 def test_set(run: LoadedRun, data_dir: str | Path, protocol: str | None = None,
@@ -162,18 +197,22 @@ def predict_samples(run: LoadedRun, samples: SampleSet, data_dir: str | Path | N
 def eval_data(run: LoadedRun, samples: SampleSet, proto: Protocol, class_family: dict[str, str],
               preds: Predictions) -> EvalData:
     return EvalData(list(samples.classes), list(run.taxonomy.classes), list(run.taxonomy.families), class_family,
-                    list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding)
+                    list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding,
+                    run.detection_threshold, run.unknown_threshold)
 
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = None, out: str | Path | None = None,
              device: str = "auto", progress: bool = False, run: LoadedRun | None = None) -> dict:
     run = run or load_run(run_dir, device)
     out = Path(out) if out else run.run_dir / "eval"
+    if run.detection_threshold is None:  # calibrated before v2: redo it on the validation split
+        recalibrate(run, data_dir, progress)
     samples, proto, class_family = test_set(run, data_dir, protocol, progress)
     preds = predict_samples(run, samples, data_dir, progress=progress)
     d = eval_data(run, samples, proto, class_family, preds)
-    m = compute_metrics(d)
-    m.pop("_cluster_assign", None)
+    full = compute_metrics(d)
+    m = public(full)
+    m["per_generator"] = per_generator_metrics(d, full["_cluster_assign"])
     m.update(run=str(run.run_dir), model=run.cfg.model, backbone=run.cfg.backbone, protocol=proto.name,
              data=str(Path(data_dir).resolve()), unseen=list(proto.unseen))
     out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +242,16 @@ def report_md(m: dict, run: LoadedRun) -> str:
     lines += [f"| {k} | {fmt(m.get(k))} |" for k in HEADLINE]
     extra = ("attribution_acc_seen_generators", "detection_acc_unseen", "detection_eer_unseen", "detection_ap_unseen")
     lines += [f"| {k} | {fmt(m.get(k))} |" for k in extra]
+    lines += ["", "## Open set and the shipped thresholds (calibrated on the validation split)", "",
+              f"detection threshold {m.get('detection_threshold')}, unknown threshold {m.get('unknown_threshold')}; "
+              f"estimated number of unseen clusters: {m.get('n_clusters_estimated')} "
+              f"(true: {len(m.get('unseen', []))})", "", "| metric | % |", "| --- | ---: |"]
+    lines += [f"| {k} | {fmt(m.get(k))} |" for k in OPEN_SET if k != "n_clusters_estimated"]
+    lines += ["", "## Per generator", "", "| generator | seen | n | attribution ACC | detection AUC vs real | "
+              "called fake | cluster recall |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {g} | {'yes' if r['seen'] else 'no'} | {r['n']} | {fmt(r['attribution_acc'])} | "
+              f"{fmt(r['detection_auc'])} | {fmt(r['called_fake'])} | {fmt(r['cluster_recall'])} |"
+              for g, r in m.get("per_generator", {}).items()]
     lines += ["", "## Per-class attribution accuracy (seen classes)", "", "| class | % |", "| --- | ---: |"]
     lines += [f"| {c} | {fmt(v)} |" for c, v in m["per_class_acc"].items()]
     lines += ["", "![confusion](confusion.png) ![roc](roc.png)", "",

@@ -9,6 +9,17 @@ Definitions (test split; "seen" = the protocol's train classes, i.e. real + seen
 - cluster_acc_unseen / nmi_unseen / ari_unseen: k-means (k = number of unseen generators, fixed
   seed) on the L2-normalised joint embeddings of unseen-generator items; cluster ACC is the
   accuracy under the best one-to-one cluster->class mapping (Hungarian).
+- n_clusters_estimated / cluster_acc_unseen_estk / nmi_unseen_estk: the same clustering with k
+  chosen without the oracle count: the k in 2..min(10, n-1) with the best silhouette (k-means per k).
+- unknown_auroc: ROC AUC of the unknown score 1 - max_g p(g | fake) (gazeclip.engine.verdict),
+  unseen-generator fakes (positive) vs seen-generator fakes (negative).
+- unknown_tpr_unseen / unknown_fpr_seen: the unknown flag at the run's calibrated threshold
+  (p(g | fake) below it) on unseen-generator fakes / on seen-generator fakes; the flag as the
+  attribution stage raises it, on every fake whatever the detection verdict.
+- fpr_real_at_threshold / tpr_fake_at_threshold / tpr_unseen_at_threshold: the share of real test
+  faces called fake, of fake faces called fake, and of unseen-generator fakes called fake at the
+  run's shipped (validation-calibrated) detection threshold; balanced_acc_at_threshold their mean
+  recall (real and fake).
 - detection_*: fake = 1, score p_fake. AUC (ROC), AP (average precision), ACC at p_fake >= 0.5,
   EER (the point where the false-positive rate equals the false-negative rate, linearly
   interpolated on the ROC). `_unseen` variants: real test items + unseen-generator items only.
@@ -16,9 +27,13 @@ Definitions (test split; "seen" = the protocol's train classes, i.e. real + seen
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from .verdict import fake_verdict, unknown_flag, unknown_score
+
+CLUSTER_K_MAX = 10  # design choice, not from the paper: the largest k tried when estimating the cluster count
 
 
 def hungarian_acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -36,14 +51,47 @@ def hungarian_acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(w[r, c].sum() / y_true.size)
 
 
+def _roc(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC points at every distinct score, highest first, starting at (0, 0): (fpr, tpr, precision).
+    numpy only (the bootstrap calls this thousands of times; sklearn's checks cost ~1 ms a call);
+    equal to sklearn's roc_curve / precision at each threshold (tested against hand-computed values)."""
+    y = np.asarray(y).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]  # last index of each distinct score
+    tp = np.cumsum(y)[last].astype(np.float64)
+    fp = (last + 1) - tp
+    npos, nneg = y.sum(), (~y).sum()
+    fpr = np.r_[0.0, fp / max(nneg, 1)]
+    tpr = np.r_[0.0, tp / max(npos, 1)]
+    return fpr, tpr, tp / (tp + fp)
+
+
+def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC (ties count one half), NaN unless both classes are present."""
+    y = np.asarray(y).astype(bool)
+    if y.all() or not y.any():
+        return float("nan")
+    fpr, tpr, _ = _roc(y, score)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """sklearn's average_precision_score: sum over thresholds of (recall step) x precision."""
+    y = np.asarray(y).astype(bool)
+    if not y.any():
+        return float("nan")
+    _, tpr, prec = _roc(y, score)
+    return float(np.sum(np.diff(tpr) * prec))
+
+
 def eer(y: np.ndarray, score: np.ndarray) -> float:
     """Equal error rate: FPR == FNR (= 1 - TPR) on the ROC, linearly interpolated."""
-    from sklearn.metrics import roc_curve
-
     y = np.asarray(y)
     if len(np.unique(y)) < 2:
         return float("nan")
-    fpr, tpr, _ = roc_curve(y, score)
+    fpr, tpr, _ = _roc(y, score)
     fnr = 1 - tpr
     d = fpr - fnr  # increases from -1 (fpr 0, fnr 1) to +1
     i = int(np.argmax(d >= 0))
@@ -55,14 +103,12 @@ def eer(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def detection_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     y = np.asarray(y).astype(int)
     score = np.asarray(score, dtype=np.float64)
     both = len(np.unique(y)) == 2
     return {
-        "auc": float(roc_auc_score(y, score)) if both else float("nan"),
-        "ap": float(average_precision_score(y, score)) if both else float("nan"),
+        "auc": binary_auc(y, score) if both else float("nan"),
+        "ap": average_precision(y, score) if both else float("nan"),
         "acc": float(((score >= threshold).astype(int) == y).mean()) if y.size else float("nan"),
         "eer": eer(y, score) if both else float("nan"),
     }
@@ -82,6 +128,76 @@ def cluster_metrics(embedding: np.ndarray, labels: np.ndarray, seed: int = 0) ->
             "ari": float(adjusted_rand_score(labels, assign)), "assign": assign}
 
 
+def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0) -> tuple[int, np.ndarray | None]:
+    """The number of clusters without the oracle count: k-means for k = 2..min(k_max, n-1) on the
+    L2-normalised embeddings; the k with the highest silhouette (ties: the smaller k).
+    Returns (k, assignment); (0, None) with fewer than 3 items."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    n = len(embedding)
+    if n < 3:
+        return 0, None
+    x = (embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)).astype(np.float64)
+    best = (-np.inf, 0, None)
+    for k in range(2, min(k_max, n - 1) + 1):
+        assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+        if len(np.unique(assign)) < 2:  # identical points: k-means could not split them
+            continue
+        sc = float(silhouette_score(x, assign))
+        if sc > best[0] + 1e-12:
+            best = (sc, k, assign)
+    return best[1], best[2]
+
+
+def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    _, ai = np.unique(np.asarray(a), return_inverse=True)
+    _, bi = np.unique(np.asarray(b), return_inverse=True)
+    c = np.zeros((ai.max() + 1, bi.max() + 1), np.int64)
+    np.add.at(c, (ai.ravel(), bi.ravel()), 1)
+    return c
+
+
+def nmi_score(a: np.ndarray, b: np.ndarray) -> float:
+    """sklearn's normalized_mutual_info_score (arithmetic mean of the entropies), numpy only (the
+    bootstrap calls it thousands of times)."""
+    c = _contingency(a, b).astype(np.float64)
+    if c.shape[0] == c.shape[1] == 1:
+        return 1.0
+    n = c.sum()
+    pa, pb = c.sum(1) / n, c.sum(0) / n
+    nz = c > 0
+    pij = c[nz] / n
+    mi = max(0.0, float(np.sum(pij * (np.log(pij) - np.log(np.outer(pa, pb)[nz])))))
+    if mi == 0:
+        return 0.0
+    h = (-np.sum(pa * np.log(pa)) - np.sum(pb * np.log(pb))) / 2
+    return float(mi / max(h, np.finfo(np.float64).eps))
+
+
+def ari_score(a: np.ndarray, b: np.ndarray) -> float:
+    """sklearn's adjusted_rand_score from the pair confusion matrix, numpy only."""
+    c = _contingency(a, b)
+    n = int(c.sum())
+    ss = int((c.astype(object) ** 2).sum())
+    n_c, n_k = c.sum(1), c.sum(0)
+    fp = int((c @ n_k).sum()) - ss
+    fn = int((c.T @ n_c).sum()) - ss
+    tp = ss - n
+    tn = n * n - fp - fn - ss
+    if fn == 0 and fp == 0:
+        return 1.0
+    return float(2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)))
+
+
+def _cluster_scores(labels: np.ndarray, assign: np.ndarray | None) -> tuple[float, float, float]:
+    if assign is None or labels.size == 0:
+        return math.nan, math.nan, math.nan
+    ok = len(np.unique(labels)) >= 2
+    return (hungarian_acc(labels, assign), nmi_score(labels, assign) if ok else math.nan,
+            ari_score(labels, assign) if ok else math.nan)
+
+
 @dataclass
 class EvalData:
     """Everything metrics need, per test item."""
@@ -95,10 +211,22 @@ class EvalData:
     family_logits: np.ndarray
     p_fake: np.ndarray
     embedding: np.ndarray
+    detection_threshold: float | None = None  # the run's calibrated thresholds (RUN/calibration.json)
+    unknown_threshold: float | None = None
+
+    def subset(self, idx: np.ndarray) -> "EvalData":
+        return replace(self, classes=[self.classes[i] for i in idx], attribution_logits=self.attribution_logits[idx],
+                       family_logits=self.family_logits[idx], p_fake=self.p_fake[idx], embedding=self.embedding[idx])
 
 
-def compute_metrics(d: EvalData, cluster_assign: np.ndarray | None = None, seed: int = 0) -> dict:
-    """The metrics.json dict. `cluster_assign` (for unseen items, in order) skips k-means (bootstrap)."""
+def _rate(mask: np.ndarray) -> float:
+    return float(mask.mean()) if mask.size else math.nan
+
+
+def compute_metrics(d: EvalData, cluster_assign: np.ndarray | None = None, seed: int = 0,
+                    cluster_assign_estk: np.ndarray | None = None, k_est: int | None = None) -> dict:
+    """The metrics.json dict. `cluster_assign` / `cluster_assign_estk` + `k_est` (for unseen items,
+    in order) skip k-means (bootstrap); the fitted ones come back under `_cluster_assign*`."""
     cls = np.array(d.classes)
     n = len(cls)
     seen_mask = np.isin(cls, d.train_classes)
@@ -123,22 +251,44 @@ def compute_metrics(d: EvalData, cluster_assign: np.ndarray | None = None, seed:
         fam_true = np.array([d.families.index(d.class_family[c]) if d.class_family.get(c) in d.families else -1
                              for c in cls[unseen_mask]])
         m["family_acc_unseen"] = float((fam_pred == fam_true).mean())
+        lab = cls[unseen_mask]
         if cluster_assign is None:
-            cm_ = cluster_metrics(d.embedding[unseen_mask], cls[unseen_mask], seed)
+            cm_ = cluster_metrics(d.embedding[unseen_mask], lab, seed)
         else:
-            from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-            lab = cls[unseen_mask]
-            ok = len(np.unique(lab)) >= 2
-            cm_ = {"cluster_acc": hungarian_acc(lab, cluster_assign),
-                   "nmi": float(normalized_mutual_info_score(lab, cluster_assign)) if ok else math.nan,
-                   "ari": float(adjusted_rand_score(lab, cluster_assign)) if ok else math.nan,
-                   "assign": cluster_assign}
+            acc, nmi, ari = _cluster_scores(lab, cluster_assign)
+            cm_ = {"cluster_acc": acc, "nmi": nmi, "ari": ari, "assign": cluster_assign}
         m["cluster_acc_unseen"], m["nmi_unseen"], m["ari_unseen"] = cm_["cluster_acc"], cm_["nmi"], cm_["ari"]
         m["_cluster_assign"] = cm_["assign"]
+        if cluster_assign_estk is None and k_est is None:
+            k_est, cluster_assign_estk = estimate_k(d.embedding[unseen_mask], seed=seed)
+        m["n_clusters_estimated"] = int(k_est) if k_est else math.nan
+        m["cluster_acc_unseen_estk"], m["nmi_unseen_estk"], _ = _cluster_scores(lab, cluster_assign_estk)
+        m["_cluster_assign_estk"], m["_k_est"] = cluster_assign_estk, k_est
     else:
-        m.update(family_acc_unseen=math.nan, cluster_acc_unseen=math.nan, nmi_unseen=math.nan, ari_unseen=math.nan)
-        m["_cluster_assign"] = None
+        m.update(family_acc_unseen=math.nan, cluster_acc_unseen=math.nan, nmi_unseen=math.nan, ari_unseen=math.nan,
+                 n_clusters_estimated=math.nan, cluster_acc_unseen_estk=math.nan, nmi_unseen_estk=math.nan)
+        m["_cluster_assign"] = m["_cluster_assign_estk"] = m["_k_est"] = None
+    # open set: is a fake from a generator never seen? (fakes only: seen generators vs unseen)
+    seen_fake = seen_mask & ~real_mask
+    if unseen_mask.any() and seen_fake.any():
+        both = seen_fake | unseen_mask
+        m["unknown_auroc"] = binary_auc(unseen_mask[both], unknown_score(d.attribution_logits[both]))
+    else:
+        m["unknown_auroc"] = math.nan
+    if d.unknown_threshold is not None:
+        flag = unknown_flag(d.attribution_logits, d.unknown_threshold)
+        m["unknown_tpr_unseen"], m["unknown_fpr_seen"] = _rate(flag[unseen_mask]), _rate(flag[seen_fake])
+    else:
+        m["unknown_tpr_unseen"] = m["unknown_fpr_seen"] = math.nan
+    m["unknown_threshold"] = d.unknown_threshold if d.unknown_threshold is not None else math.nan
+    # the shipped detection threshold (validation-calibrated): what a user of `predict` gets
+    called_fake = fake_verdict(d.p_fake, d.detection_threshold)
+    m["detection_threshold"] = d.detection_threshold if d.detection_threshold is not None else math.nan
+    m["fpr_real_at_threshold"] = _rate(called_fake[real_mask])
+    m["tpr_fake_at_threshold"] = _rate(called_fake[~real_mask])
+    m["tpr_unseen_at_threshold"] = _rate(called_fake[unseen_mask])
+    m["balanced_acc_at_threshold"] = ((1 - m["fpr_real_at_threshold"] + m["tpr_fake_at_threshold"]) / 2
+                                      if real_mask.any() and (~real_mask).any() else math.nan)
     # detection
     y = (~real_mask).astype(int)
     det = detection_metrics(y, d.p_fake)
@@ -153,34 +303,92 @@ def compute_metrics(d: EvalData, cluster_assign: np.ndarray | None = None, seed:
 
 HEADLINE = ["attribution_acc_seen", "family_acc_unseen", "cluster_acc_unseen", "nmi_unseen", "ari_unseen",
             "detection_auc", "detection_auc_unseen", "detection_acc", "detection_eer", "detection_ap"]
+OPEN_SET = ["unknown_auroc", "unknown_tpr_unseen", "unknown_fpr_seen", "n_clusters_estimated",
+            "cluster_acc_unseen_estk", "fpr_real_at_threshold", "tpr_fake_at_threshold"]
+PRIVATE = ("_cluster_assign", "_cluster_assign_estk", "_k_est")
+
+
+def public(m: dict) -> dict:
+    """metrics without the private clustering assignments (for metrics.json)."""
+    return {k: v for k, v in m.items() if k not in PRIVATE}
+
+
+def per_generator_metrics(d: EvalData, cluster_assign: np.ndarray | None = None) -> dict[str, dict]:
+    """Per generator class of the test split (seen and unseen): `seen`, `n`, `attribution_acc`
+    (seen generators: argmax == the class), `detection_auc` (real test faces vs this generator's),
+    `called_fake` (share called fake at the shipped threshold), and for unseen generators
+    `cluster_recall` (share of its faces in the cluster the Hungarian mapping gives it)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cls = np.array(d.classes)
+    real = cls == "real"
+    pred = d.attribution_logits.argmax(1)
+    cidx = {c: i for i, c in enumerate(d.train_classes)}
+    called = fake_verdict(d.p_fake, d.detection_threshold)
+    unseen_mask = np.isin(cls, d.unseen)
+    mapping: dict[str, object] = {}
+    if cluster_assign is not None and unseen_mask.any():
+        lab = cls[unseen_mask]
+        t_ids, t = np.unique(lab, return_inverse=True)
+        p_ids, p = np.unique(cluster_assign, return_inverse=True)
+        w = np.zeros((len(p_ids), len(t_ids)), np.int64)
+        np.add.at(w, (p, t), 1)
+        r, c = linear_sum_assignment(-w)
+        mapping = {str(t_ids[j]): p_ids[i] for i, j in zip(r, c)}
+    out: dict[str, dict] = {}
+    for g in sorted(set(cls) - {"real"}):
+        gm = cls == g
+        rec: dict = {"seen": g in cidx, "n": int(gm.sum()),
+                     "attribution_acc": float((pred[gm] == cidx[g]).mean()) if g in cidx else math.nan,
+                     "called_fake": float(called[gm].mean())}
+        both = gm | real
+        rec["detection_auc"] = detection_metrics(gm[both].astype(int), d.p_fake[both])["auc"] if real.any() \
+            else math.nan
+        if g in d.unseen and cluster_assign is not None:
+            a = cluster_assign[cls[unseen_mask] == g]
+            rec["cluster_recall"] = float((a == mapping[g]).mean()) if g in mapping else 0.0
+        else:
+            rec["cluster_recall"] = math.nan
+        out[g] = rec
+    return out
+
+
+def bootstrap_values(d: EvalData, keys: list[str], n_boot: int = 1000, seed: int = 0,
+                     idx_sets: list[np.ndarray] | None = None, base: dict | None = None) -> dict[str, np.ndarray]:
+    """Each key's value on `n_boot` resamples of the test items (with replacement). Clustering is
+    not refit: the full-test k-means assignments (oracle k and estimated k) are resampled with
+    their items (cheap, and the spread then reflects sampling of items, not k-means restarts)."""
+    import warnings
+
+    base = base if base is not None else compute_metrics(d, seed=seed)
+    assign_full, assign_est, k_est = base.get("_cluster_assign"), base.get("_cluster_assign_estk"), base.get("_k_est")
+    cls = np.array(d.classes)
+    unseen_pos = np.cumsum(np.isin(cls, d.unseen)) - 1
+    rng = np.random.default_rng(seed)
+    vals = {k: np.full(n_boot, np.nan) for k in keys}
+    for b in range(n_boot):
+        idx = idx_sets[b] if idx_sets is not None else rng.integers(0, len(cls), len(cls))
+        sel = unseen_pos[idx[np.isin(cls[idx], d.unseen)]]
+        ca = assign_full[sel] if assign_full is not None else None
+        ce = assign_est[sel] if assign_est is not None else None
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mb = compute_metrics(d.subset(idx), cluster_assign=ca, cluster_assign_estk=ce, k_est=k_est or 0)
+        for k in keys:
+            v = mb.get(k, math.nan)
+            vals[k][b] = v if isinstance(v, (int, float)) else math.nan
+    return vals
+
+
+def percentile_interval(v: np.ndarray) -> tuple[float, float]:
+    v = np.asarray(v, dtype=np.float64)
+    if not np.isfinite(v).any():
+        return math.nan, math.nan
+    return float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))
 
 
 def bootstrap(d: EvalData, keys: list[str], n_boot: int = 1000, seed: int = 0,
               idx_sets: list[np.ndarray] | None = None) -> dict[str, tuple[float, float]]:
-    """95% percentile intervals over test items resampled with replacement. Clustering is not refit:
-    the k-means assignment of the full test set is resampled with its items (cheap, and the
-    interval then reflects sampling of items, not k-means restarts)."""
-    base = compute_metrics(d, seed=seed)
-    assign_full = base.get("_cluster_assign")
-    cls = np.array(d.classes)
-    unseen_pos = np.cumsum(np.isin(cls, d.unseen)) - 1
-    rng = np.random.default_rng(seed)
-    vals = {k: [] for k in keys}
-    for b in range(n_boot):
-        idx = idx_sets[b] if idx_sets is not None else rng.integers(0, len(cls), len(cls))
-        sub = EvalData([d.classes[i] for i in idx], d.train_classes, d.families, d.class_family, d.unseen,
-                       d.attribution_logits[idx], d.family_logits[idx], d.p_fake[idx], d.embedding[idx])
-        ca = None
-        if assign_full is not None:
-            sel = idx[np.isin(cls[idx], d.unseen)]
-            ca = assign_full[unseen_pos[sel]]
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mb = compute_metrics(sub, cluster_assign=ca)
-        for k in keys:
-            vals[k].append(mb.get(k, math.nan))
-    return {k: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) if np.isfinite(v).any()
-            else (math.nan, math.nan) for k, v in vals.items()}
+    """95% percentile intervals over test items resampled with replacement (see bootstrap_values)."""
+    vals = bootstrap_values(d, keys, n_boot, seed, idx_sets)
+    return {k: percentile_interval(v) for k, v in vals.items()}

@@ -1,11 +1,13 @@
 """Run a trained model on image files and folders: faces, real/fake, generator, gaze.
 
 One record per face:
-    {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator",
+    {"path", "face", "p_fake", "verdict", "generator", "generator_prob", "family", "unknown_generator",
      "gaze": {"pitch", "yaw", "arrows"},  (degrees, normalised frame; arrows: [x0, y0, x1, y1] pixels
                                            per eye, as drawn by `gazeclip gaze --draw`; null when not estimated)
      "box": [x0, y0, x1, y1],             (pixels of the original image; null for whole-image runs)
      "head": {"pitch", "yaw", "roll"}}    (head pose in degrees; null when not solved)
+`verdict` is "real" or "fake" at the run's validation-calibrated threshold; a real verdict names no
+generator or family (null), a fake one names a generator class (never "real"), see engine.verdict.
 one per readable file without a face: {"path", "faces": 0}
 one per unreadable file:               {"path", "error"}   (broken links found in folders included)
 one per face whose model output is not finite (NaN/Inf: damaged weights): {"path", "face", "error"}
@@ -64,6 +66,7 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
     An `ImageFaces` may carry the decoded image as `._image` (whole-image runs use it)."""
     from ..data.dataset import SampleSet, _empty_arrays, load_rgb, samples_from_faces
     from .modeling import run_samples
+    from .verdict import decide
 
     mode = run.cfg.faces
     preprocess = run.preprocess
@@ -91,8 +94,9 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
         merged = _concat(sets)
         # the faces of all the images given go through the model together, crops preprocessed at once
         preds = run_samples(run.model, merged, preprocess, batch_size=32, device=run.device)
-        prob = softmax(preds.attribution_logits, axis=1)
-        fam = preds.family_logits.argmax(1)
+        prob = softmax(preds.attribution_logits, axis=1)  # only to catch non-finite outputs
+        verdicts = decide(preds.p_fake, preds.attribution_logits, preds.family_logits, tx.classes, tx.families,
+                          getattr(run, "detection_threshold", None), thr)
     k = 0  # row of `merged`: faces are matched to their image by position, never by path
     for kind, payload in order:
         if kind != "faces":
@@ -106,12 +110,10 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
                                 "its weights may be damaged: run `gazeclip weights verify`"}
                 k += 1
                 continue
-            c = int(prob[k].argmax())
-            gp = float(prob[k, c])
             fg = res.faces[face_i] if res.faces else None
+            # one coherent decision (engine.verdict): a real verdict names no generator
             rec = {"path": res.path, "face": face_i, "p_fake": round(float(preds.p_fake[k]), 6),
-                   "generator": tx.classes[c], "generator_prob": round(gp, 6), "family": tx.families[int(fam[k])],
-                   "unknown_generator": bool(c != 0 and thr is not None and gp < thr),
+                   **verdicts[k].as_dict(),
                    "gaze": _gaze_field(fg, merged.gaze_pitchyaw[k]) if merged.gaze_valid[k] else None,
                    "box": None if fg is None else [round(float(v), 1) for v in fg.face.box],
                    "head": _head_field(fg)}

@@ -9,29 +9,28 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .verdict import DEFAULT_DETECTION_THRESHOLD, fake_verdict
+
 
 # ---------------------------------------------------------------- verdict
-# VERDICT FALLBACK: the one place that decides "real"/"fake" from p_fake while the run has no
-# validation-chosen detection threshold. Records that already carry a `verdict` keep it.
-FALLBACK_DETECTION_THRESHOLD = 0.5
-
-
+# The real/fake rule is engine.verdict's (validation-calibrated detection threshold from
+# RUN/calibration.json; DEFAULT_DETECTION_THRESHOLD only for runs without a v2 calibration).
 def detection_threshold(run) -> float:
-    """The run's real/fake threshold on p_fake (a validation-calibrated one when the run has it)."""
+    """The run's real/fake threshold on p_fake (validation-calibrated when the run has one)."""
     t = getattr(run, "detection_threshold", None)
-    return FALLBACK_DETECTION_THRESHOLD if t is None else float(t)
+    return DEFAULT_DETECTION_THRESHOLD if t is None else float(t)
 
 
 def verdict_of(run, p_fake: float) -> str:
-    return "fake" if p_fake >= detection_threshold(run) else "real"
+    return "fake" if bool(fake_verdict(p_fake, detection_threshold(run))) else "real"
 
 
 def with_verdict(run, rec: dict) -> dict:
-    """The record with a `verdict` (added only when the record has none)."""
+    """The record with a `verdict` (added only when the record has none; predict_results sets it)."""
     if "p_fake" in rec and "verdict" not in rec:
         rec["verdict"] = verdict_of(run, rec["p_fake"])
     return rec
-# ---------------------------------------------------------------- end of the verdict fallback
+# ---------------------------------------------------------------- end of the verdict
 
 
 class _JSON:

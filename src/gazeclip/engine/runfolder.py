@@ -126,14 +126,23 @@ def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:
             and all(a.class_forgery_type.get(c) == b.class_forgery_type.get(c) for c in a.classes))
 
 
-def read_calibration(path: str | Path) -> float:
-    """The unknown-generator threshold of `calibration.json`: a finite probability."""
+def read_calibration(path: str | Path) -> dict:
+    """`calibration.json`, validated: `unknown_threshold` (and, from version 2 on,
+    `detection_threshold`) must be finite probabilities. Returns the record as read."""
     fix = "delete it (the run then flags no unknown generators) or re-run `gazeclip train --out RUN --resume`"
     d = read_json_file(path, fix)
-    thr = d.get("unknown_threshold") if isinstance(d, dict) else None
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) or not 0.0 <= thr <= 1.0:
-        raise DamagedFileError(path, f"unknown_threshold {thr!r} is not a probability between 0 and 1", fix)
-    return float(thr)
+    if not isinstance(d, dict):
+        raise DamagedFileError(path, "is not a JSON object", fix)
+    version = d.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise DamagedFileError(path, f"version {version!r} is not an integer", fix)
+    keys = ("unknown_threshold", "detection_threshold") if version >= 2 else ("unknown_threshold",)
+    for key in keys:
+        thr = d.get(key)
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) or \
+                not 0.0 <= thr <= 1.0:
+            raise DamagedFileError(path, f"{key} {thr!r} is not a probability between 0 and 1", fix)
+    return d
 
 
 # ---------------------------------------------------------------- model/ and stale files

@@ -86,3 +86,33 @@ def robustness_png(results: dict, path: str | Path) -> None:
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     save_fig(fig, path)
+
+
+def per_generator_delta_png(rows: dict[str, dict], model: str, reference: str, path: str | Path) -> None:
+    """Per-generator deltas (model − reference, points, mean ± sd over seeds) as grouped bars:
+    seen generators (attribution ACC, detection AUC vs real) and unseen ones (cluster recall,
+    detection AUC vs real). `rows`: generator -> {"seen", key: {"mean", "sd"}} (experiment results)."""
+    plt = _plt()
+    groups = [("seen generators", [g for g, r in rows.items() if r["seen"]],
+               [("attribution_acc", "attribution ACC"), ("detection_auc", "detection AUC vs real")]),
+              ("unseen generators", [g for g, r in rows.items() if not r["seen"]],
+               [("cluster_recall", "cluster recall"), ("detection_auc", "detection AUC vs real")])]
+    groups = [g for g in groups if g[1]]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 0.6 + 0.45 * max(len(g[1]) for g in groups)),
+                             squeeze=False)
+    for ax, (title, gens, keys) in zip(axes[0], groups):
+        y = np.arange(len(gens))
+        h = 0.8 / len(keys)
+        for j, (k, name) in enumerate(keys):
+            mean = np.array([100 * rows[g][k]["mean"] for g in gens], dtype=float)
+            sd = np.array([100 * rows[g][k]["sd"] for g in gens], dtype=float)
+            ax.barh(y + (j - (len(keys) - 1) / 2) * h, np.nan_to_num(mean), h,
+                    xerr=np.where(np.isfinite(sd), sd, 0), label=name, capsize=2)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, gens, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{model} − {reference} (points)")
+        ax.set_title(title)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("per-generator deltas, mean ± sd over seeds (test split)", fontsize=9)
+    save_fig(fig, path)
