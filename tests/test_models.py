@@ -342,6 +342,7 @@ def test_info_cli_json_schema(capsys):
     {"level_fusion": "mean"}, {"region_prompts": False}, {"appearance": "none"}, {"gaze_prompt_tokens": "all"},
     {"missing_gaze": "ignore", "injector_gate": "scalar"}, {"aws_layers": [1], "aws_hidden": 3},
     {"aws_scope": "sublayer"}, {"aws": "after", "aws_scope": "sublayer"},
+    {"fusion": "gated", "fusion_gate_scale": 10.0}, {"injector_gate_scale": 10.0, "gaze_dropout": 0.5},
 ])
 def test_design_switches_run_and_train(tiny_backbone, overrides):
     model = create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, **overrides).train()
@@ -412,3 +413,65 @@ def test_zeroshot_on_aligned_backbone_is_clip_cosine(tiny_aligned_backbone):
         txt = torch.nn.functional.normalize(bb.text_tower(model.prompt_ids, model.prompt_mask)[1], dim=-1)
         expected = 100.0 * img @ txt[model.class_index[:, 0]].t()
     assert torch.allclose(out.attribution_logits, expected, atol=1e-4)
+
+
+def test_gated_fusion_is_identity_at_init_and_bounded(tiny_backbone):
+    """fusion 'gated': the CLIP embedding alone at init; the VPE term never outweighs it, however
+    large the projected VPE embedding grows."""
+    model = create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, fusion="gated").eval()
+    ref = create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, gaze=False).eval()
+    ex = model.expert
+    assert ex.fusion_gate is not None and float(ex.gate().detach()) == 0.0 and ex.vpe_proj.weight.abs().sum() > 0
+    text = model.text_embeddings()
+    image, vpe = torch.randn(5, 16), torch.randn(5, model.config.agpm_dim)
+    with torch.no_grad():
+        out0 = ex(image, vpe, text)
+        assert torch.allclose(out0.embedding, torch.nn.functional.normalize(image, dim=-1), atol=1e-6)
+        ex.vpe_proj.weight.mul_(1e4)   # a VPE projection that grew huge
+        ex.fusion_gate.fill_(50.0)     # a gate fully open
+        out = ex(image, vpe, text)
+    img = torch.nn.functional.normalize(image, dim=-1)
+    # joint = normalize(img + u), |u| = 1: the image keeps a cosine >= 0 with the joint embedding, and the
+    # joint embedding is exactly the mid-point direction of img and u
+    u = torch.nn.functional.normalize(ex.vpe_proj(vpe), dim=-1)
+    assert torch.allclose(out.embedding, torch.nn.functional.normalize(img + u, dim=-1), atol=1e-5)
+    assert bool(((out.embedding * img).sum(-1) >= -1e-6).all())
+    assert len(ref.trainable_parameters()) < len(model.trainable_parameters())
+
+
+def test_gate_scale_multiplies_the_adam_step(tiny_backbone):
+    """injector_gate_scale s: one Adam step moves tanh(s * g) about s times as far as with s = 1."""
+    moved = {}
+    for s in (1.0, 10.0):
+        torch.manual_seed(0)
+        model = create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, injector_gate_scale=s).train()
+        with torch.no_grad():
+            for p in model.trainable_parameters().values():
+                p.add_(torch.randn_like(p) * 0.02)
+            for inj in model.gie.injectors.values():
+                inj.gate.zero_()
+        batch = make_batch(3)
+        model.losses(model(batch), batch)["total"].backward()
+        opt = torch.optim.Adam(model.trainable_parameters().values(), lr=1e-3)
+        opt.step()
+        moved[s] = sum(inj.gate_value().abs().mean().item() for inj in model.gie.injectors.values())
+        assert model.gate_openness()["injector8_mean"] > 0
+    assert moved[10.0] == pytest.approx(10 * moved[1.0], rel=0.05)
+
+
+def test_gaze_dropout_only_in_training(tiny_backbone):
+    torch.manual_seed(0)
+    model = create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, gaze_dropout=1.0)
+    with torch.no_grad():
+        for inj in model.gie.injectors.values():
+            inj.gate.fill_(1.0)
+    batch = make_batch(3)
+    dropped = create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX)
+    dropped.load_trainable_state_dict(model.trainable_state_dict())
+    no_gaze = make_batch(3)
+    no_gaze.gaze_valid = torch.zeros(3, dtype=torch.bool)
+    with torch.no_grad():
+        train_out = model.train()(batch).embedding          # every face's gaze dropped
+        ref = dropped.train()(no_gaze).embedding             # the same faces without gaze
+        eval_out = model.eval()(batch).embedding             # eval: gaze used
+    assert torch.allclose(train_out, ref, atol=1e-6) and not torch.allclose(eval_out, train_out, atol=1e-4)

@@ -81,6 +81,12 @@ class GazeCLIPConfig:
     injector_gate: str = _f("vector", "design choice, not from the paper: zero-initialised tanh gate per channel "
                             "('vector') or one scalar ('scalar')", ("vector", "scalar"))
     injector_heads: int = _f(8, "heads of the injector's cross-attention (must divide the image width)")
+    injector_gate_scale: float = _f(1.0, "design choice, not from the paper: the injector gate is tanh(scale * g); "
+                                    "under Adam, whose step is about lr whatever the gradient's size, this multiplies "
+                                    "the gate's effective learning rate by `scale` (a zero-initialised gate can move "
+                                    "at most sum(lr) ~ 0.1 in a short CPU run)")
+    gaze_dropout: float = _f(0.0, "design choice, not from the paper: in training, each face's gaze is dropped "
+                             "(treated as missing: no-gaze tokens, no injection) with this probability")
     # --- LRE
     aws: str = _f("before", "Adaptive-Enhanced Word Selector: before self-attention (paper), after it "
                   "(ablation), or none", ("before", "after", "none"))
@@ -97,7 +103,12 @@ class GazeCLIPConfig:
     prompts: PromptConfig = _f(PromptConfig, "prompt templates", factory=True)
     # --- DFAD expert
     fusion: str = _f("add", "design choice, not from the paper: joint image embedding = GIE embedding + projected VPE "
-                     "embedding ('add') or a linear map of their concatenation ('concat')", ("add", "concat"))
+                     "embedding ('add', projection zero at init: unbounded, it can outgrow the unit-norm CLIP "
+                     "embedding), 'gated' (normalised image + tanh(scale * g) * normalised projected VPE, g a "
+                     "zero-initialised scalar: the VPE term's norm never exceeds the image term's), or a linear map "
+                     "of their concatenation ('concat')", ("add", "gated", "concat"))
+    fusion_gate_scale: float = _f(1.0, "design choice, not from the paper: fusion 'gated' uses tanh(scale * g) "
+                                  "(an Adam learning-rate multiplier for the gate, as injector_gate_scale)")
     linear_head: bool = _f(False, "design choice, not from the paper: add a linear head to the prompt-cosine "
                            "attribution logits")
     detection: str = _f("fused", "design choice, not from the paper: detection logit = logit(1 - p(real)) + "

@@ -27,15 +27,22 @@ class DFADExpert(nn.Module):
     """Fuses GIE and VPE embeddings and scores them against the prompt embeddings."""
 
     def __init__(self, embed_dim: int, vpe_dim: int, fusion: str, num_classes: int, linear_head: bool,
-                 detection: str, logit_scale_init: float):
+                 detection: str, logit_scale_init: float, fusion_gate_scale: float = 1.0):
         super().__init__()
         self.fusion = fusion
         self.detection = detection
-        self.vpe_proj = self.fuse = None
+        self.vpe_proj = self.fuse = self.fusion_gate = None
+        self.fusion_gate_scale = fusion_gate_scale
         if vpe_dim:
-            # design choice, not from the paper: the VPE branch starts switched off (zero weights), so
-            # at initialisation the joint embedding is the CLIP image embedding
-            if fusion == "add":
+            # design choice, not from the paper: the VPE branch starts switched off (zero weights or a
+            # zero gate), so at initialisation the joint embedding is the CLIP image embedding
+            if fusion == "gated":
+                # design choice, not from the paper: a bounded gate on a unit-norm VPE term, so the VPE
+                # can never outweigh the (unit-norm) CLIP embedding; the projection keeps its random
+                # init, else gate and projection would both start with a zero gradient
+                self.vpe_proj = nn.Linear(vpe_dim, embed_dim)
+                self.fusion_gate = nn.Parameter(torch.zeros(1))
+            elif fusion == "add":
                 self.vpe_proj = nn.Linear(vpe_dim, embed_dim)
                 nn.init.zeros_(self.vpe_proj.weight)
                 nn.init.zeros_(self.vpe_proj.bias)
@@ -52,10 +59,18 @@ class DFADExpert(nn.Module):
     def scale(self) -> torch.Tensor:
         return capped_scale(self.log_scale)
 
+    def gate(self) -> torch.Tensor:
+        return torch.tanh(self.fusion_gate_scale * self.fusion_gate)
+
     def forward(self, image: torch.Tensor, vpe: torch.Tensor | None, text: TextEmbeddings) -> ModelOutput:
         image = F.normalize(image, dim=-1)
         if vpe is not None:
-            joint = image + self.vpe_proj(vpe) if self.fuse is None else self.fuse(torch.cat([image, vpe], -1))
+            if self.fusion_gate is not None:
+                joint = image + self.gate() * F.normalize(self.vpe_proj(vpe), dim=-1)
+            elif self.fuse is None:
+                joint = image + self.vpe_proj(vpe)
+            else:
+                joint = self.fuse(torch.cat([image, vpe], -1))
         else:
             joint = image
         joint = F.normalize(joint, dim=-1)
@@ -90,7 +105,7 @@ class GazeCLIP(DFADModel):
         self.gie = GazeAwareImageEncoder(
             backbone.image_tower, c.lora_blocks, c.lora_rank, c.lora_alpha, c.lora_dropout, c.lora_targets,
             injector_blocks, c.agpm_dim, c.injector_heads, c.injector_query, c.injector_position, c.injector_gate,
-            c.missing_gaze == "mask")
+            c.missing_gaze == "mask", c.injector_gate_scale)
         self.vpe = (VisualPerceptionEncoder(backbone.image_width, c.gaze_feature_dim, c.agpm_dim, c.agpm_layers,
                                             c.agpm_heads, c.gaze_feature_tokens, use_app, c.gaze_prompt_tokens,
                                             c.missing_gaze == "mask")
@@ -112,10 +127,21 @@ class GazeCLIP(DFADModel):
         self.level_logits = (nn.Parameter(torch.zeros(n_levels))
                              if c.level_fusion == "learned" and n_levels > 1 else None)
         self.expert = DFADExpert(embed_dim, c.agpm_dim if c.gaze else 0, c.fusion, len(taxonomy.classes),
-                                 c.linear_head, c.detection, c.logit_scale_init)
+                                 c.linear_head, c.detection, c.logit_scale_init, c.fusion_gate_scale)
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.gie.tower, self.lre.text]
+
+    @torch.no_grad()
+    def gate_openness(self) -> dict[str, float]:
+        """How far the gaze path's gates are open: mean and max |tanh| per injector and the fusion gate."""
+        out = {}
+        for k, inj in self.gie.injectors.items():
+            g = inj.gate_value().abs()
+            out[f"injector{k}_mean"], out[f"injector{k}_max"] = float(g.mean()), float(g.max())
+        if self.expert.fusion_gate is not None:
+            out["fusion"] = float(self.expert.gate().abs())
+        return out
 
     def logit_scale(self) -> torch.Tensor:
         return self.expert.scale()
@@ -138,6 +164,10 @@ class GazeCLIP(DFADModel):
         if self.vpe is not None:
             dev = states.device
             valid = batch.gaze_valid.to(dev).bool()
+            if self.training and self.config.gaze_dropout > 0:
+                # design choice, not from the paper: gaze-token dropout (gaze_dropout), so the image path
+                # does not come to lean on gaze that is unreliable on many fakes
+                valid = valid & (torch.rand(valid.shape, device=dev) >= self.config.gaze_dropout)
             if self.region_prompt_proj is not None:
                 region = self.region_prompt_proj(text.regions)
             else:

@@ -36,8 +36,9 @@ class GazeInjector(nn.Module):
     output is added through a zero-initialised gate, so at initialisation it changes nothing."""
 
     def __init__(self, width: int, prompt_dim: int, heads: int, query: str, gate: str = "vector",
-                 mask_invalid: bool = True):
+                 mask_invalid: bool = True, gate_scale: float = 1.0):
         super().__init__()
+        self.gate_scale = gate_scale
         if width % heads:
             raise ValueError(f"injector_heads={heads} must divide the image width {width}")
         self.query = query
@@ -47,10 +48,14 @@ class GazeInjector(nn.Module):
         # design choice, not from the paper: a tanh gate (Flamingo-style), per channel or scalar, zero at init
         self.gate = nn.Parameter(torch.zeros(width if gate == "vector" else 1))
 
+    def gate_value(self) -> torch.Tensor:
+        # design choice, not from the paper: tanh(gate_scale * g); gate_scale multiplies Adam's step on g
+        return torch.tanh(self.gate_scale * self.gate)
+
     def forward(self, h: torch.Tensor, prompts: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         q = h[:, :1] if self.query == "cls" else h
         delta, _ = self.attn(self.norm(q), prompts, prompts, need_weights=False)
-        delta = torch.tanh(self.gate) * delta
+        delta = self.gate_value() * delta
         # design choice, not from the paper: faces without a gaze get no injection (missing_gaze: mask)
         if valid is not None and self.mask_invalid:
             delta = delta * valid.to(delta.dtype).view(-1, 1, 1)
@@ -75,7 +80,7 @@ class GazeAwareImageEncoder(nn.Module):
                  lora_dropout: float = 0.0, lora_targets: list[str] | None = None,
                  injector_blocks: list[int] | None = None, prompt_dim: int = 0, injector_heads: int = 8,
                  injector_query: str = "cls", injector_position: str = "before", injector_gate: str = "vector",
-                 mask_invalid_gaze: bool = True):
+                 mask_invalid_gaze: bool = True, injector_gate_scale: float = 1.0):
         super().__init__()
         self.tower = image_tower  # shared and frozen
         vm = image_tower.vision_model
@@ -97,7 +102,8 @@ class GazeAwareImageEncoder(nn.Module):
             inject_adapter_in_model(cfg, self.blocks)
         width = image_tower.config.hidden_size
         self.injectors = nn.ModuleDict({
-            str(i): GazeInjector(width, prompt_dim, injector_heads, injector_query, injector_gate, mask_invalid_gaze)
+            str(i): GazeInjector(width, prompt_dim, injector_heads, injector_query, injector_gate, mask_invalid_gaze,
+                                 injector_gate_scale)
             for i in self.injector_blocks})
         # inference only (gazeclip.models.inference): run the tower's blocks under autocast to this dtype
         self.compute_dtype: torch.dtype | None = None
