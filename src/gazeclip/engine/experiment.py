@@ -442,9 +442,7 @@ def per_generator_markdown(res: dict, label: str) -> str:
 
 
 def _write_outputs(res: dict, cfg: ExperimentConfig, out: Path) -> None:
-    from .evaluate import _finite
-
-    U.atomic_write_json(out / "results.json", _finite(res))
+    U.atomic_write_json(out / "results.json", res)  # NaN/Infinity (undefined metrics) written as null
     trows = []
     for label, row in res["table"].items():
         r = {"model": label, "n_seeds": row["n_seeds"]}
