@@ -333,6 +333,7 @@ def test_damaged_weights_named(run_dir, tmp_path, images, capsys, damage):
 @pytest.mark.parametrize("name,content", [
     ("taxonomy.json", '{"classes": ["real", "gan-a"'),
     ("calibration.json", '{"unknown_threshold": "high"}'),
+    ("calibration.json", '{"version": 2, "unknown_threshold": 0.5, "detection_threshold": 7}'),
     ("calibration.json", "\x00\x01garbage"),
     ("config.yaml", "model: [unclosed"),
     ("config.yaml", "epochs: many\n"),
