@@ -31,13 +31,7 @@ PHOTOS = ["photo-astronaut", "photo-grace-hopper", "photo-obama-fak", "photo-tru
           "photo-obama2-fr", "photo-obama3-fr", "photo-biden-fr", "photo-gazefollower-face"]
 
 
-def timed(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+from bench_faces_gaze import timed  # noqa: E402  (run as a script: benchmarks/ is on sys.path)
 
 
 def stats(secs: list[float], per: int) -> tuple[float, float, float]:
@@ -59,7 +53,7 @@ def gemm_peak(dtype, threads: int, repeats: int = 5) -> float:
     b = torch.randn(768, 3072, dtype=dtype)
     for _ in range(2):
         a @ b
-    best = min(timed(lambda: a @ b, repeats))
+    best = min(timed(lambda: a @ b, repeats, warmup=0))
     return 2 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
 
 
@@ -251,7 +245,7 @@ def main() -> int:
         res = {k: [] for k in [*fns, *stage]}
         for _ in range(args.repeats):
             for k, f in {**fns, **stage}.items():
-                res[k] += timed(f, 1)
+                res[k] += timed(f, 1, warmup=0)
         print(f"\nper face, median over {args.repeats} repeats [interquartile range]:")
         per = {k: (8 if "batch 8" in k else n_faces) for k in res}
         for k in stage:
