@@ -139,9 +139,15 @@ def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0)
     if n < 3:
         return 0, None
     x = (embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)).astype(np.float64)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     best = (-np.inf, 0, None)
     for k in range(2, min(k_max, n - 1) + 1):
-        assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+        with warnings.catch_warnings():  # duplicate points: fewer distinct clusters than k, handled below
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
         if len(np.unique(assign)) < 2:  # identical points: k-means could not split them
             continue
         sc = float(silhouette_score(x, assign))
