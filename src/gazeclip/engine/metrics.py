@@ -27,6 +27,7 @@ Definitions (test split; "seen" = the protocol's train classes, i.e. real + seen
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -139,8 +140,6 @@ def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0)
     if n < 3:
         return 0, None
     x = (embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)).astype(np.float64)
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
 
     best = (-np.inf, 0, None)
@@ -364,7 +363,6 @@ def bootstrap_values(d: EvalData, keys: list[str], n_boot: int = 1000, seed: int
     """Each key's value on `n_boot` resamples of the test items (with replacement). Clustering is
     not refit: the full-test k-means assignments (oracle k and estimated k) are resampled with
     their items (cheap, and the spread then reflects sampling of items, not k-means restarts)."""
-    import warnings
 
     base = base if base is not None else compute_metrics(d, seed=seed)
     assign_full, assign_est, k_est = base.get("_cluster_assign"), base.get("_cluster_assign_estk"), base.get("_k_est")
