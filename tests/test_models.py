@@ -170,7 +170,7 @@ def test_each_ablation_removes_exactly_its_modules(tiny_backbone):
     full = build()
     n_full = full.num_parameters()
     gaze_parts = (_count(full, lambda n: n.startswith(("vpe.", "gie.injectors.", "region_prompt_proj.",
-                                                         "expert.vpe_proj."))))
+                                                         "expert.vpe_proj.", "expert.fusion_gate"))))
     no_gaze = build(gaze=False)
     assert no_gaze.vpe is None and len(no_gaze.gie.injectors) == 0 and no_gaze.region_prompt_proj is None
     assert n_full - no_gaze.num_parameters() == gaze_parts
@@ -342,7 +342,7 @@ def test_info_cli_json_schema(capsys):
     {"level_fusion": "mean"}, {"region_prompts": False}, {"appearance": "none"}, {"gaze_prompt_tokens": "all"},
     {"missing_gaze": "ignore", "injector_gate": "scalar"}, {"aws_layers": [1], "aws_hidden": 3},
     {"aws_scope": "sublayer"}, {"aws": "after", "aws_scope": "sublayer"},
-    {"fusion": "gated", "fusion_gate_scale": 10.0}, {"injector_gate_scale": 10.0, "gaze_dropout": 0.5},
+    {"fusion": "add", "fusion_gate_scale": 1.0}, {"injector_gate_scale": 10.0, "gaze_dropout": 0.5},
 ])
 def test_design_switches_run_and_train(tiny_backbone, overrides):
     model = create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, **overrides).train()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import shutil
 import sys
@@ -41,9 +40,13 @@ import yaml
 
 from . import utils as U
 from .config import TrainConfig
+from .runfolder import read_json_file
 
-# mean ± sd table columns: (metrics.json key, short header)
+# mean ± sd table columns: (metrics.json key, short header); val_* come from the run's summary.json
+# (the kept epoch's validation figures: the only ones a choice between models may rest on)
 TABLE_KEYS: list[tuple[str, str]] = [
+    ("val_acc", "val ACC"),
+    ("val_auc", "val AUC"),
     ("attribution_acc_seen_generators", "ACC seen gen."),
     ("attribution_acc_seen", "ACC seen (+real)"),
     ("family_acc_unseen", "family ACC unseen"),
@@ -233,7 +236,7 @@ def _run_cell(cell: Cell, cfg: ExperimentConfig, data: Path) -> dict:
     t1 = time.time()
     m = evaluate(rd, data, cfg.protocol, out=rd / "eval", device=cfg.device)
     t2 = time.time()
-    summary = json.loads((rd / "summary.json").read_text())
+    summary = read_json_file(rd / "summary.json")
     timing = {"train_wall_s": summary.get("wall_s"), "this_call_train_s": round(t1 - t0, 1),
               "eval_s": round(t2 - t1, 1)}
     U.atomic_write_json(rd / "eval" / "timing.json", timing)
@@ -309,11 +312,13 @@ def aggregate(cfg: ExperimentConfig, data: Path, n_boot: int | None = None, fail
     out = cfg.out_dir()
     n_boot = cfg.n_boot if n_boot is None else n_boot
     cells = [c for c in grid(cfg, out) if c.finished()]
-    metrics = {c.key: json.loads((c.run_dir / "eval" / "metrics.json").read_text()) for c in cells}
-    timing = {}
+    metrics, timing = {}, {}
     for c in cells:
+        best_val = read_json_file(c.run_dir / "summary.json").get("best_val") or {}
+        metrics[c.key] = {**read_json_file(c.run_dir / "eval" / "metrics.json"),
+                          "val_acc": best_val.get("val_acc"), "val_auc": best_val.get("val_auc")}
         t = c.run_dir / "eval" / "timing.json"
-        timing[c.key] = json.loads(t.read_text()) if t.is_file() else {}
+        timing[c.key] = read_json_file(t) if t.is_file() else {}
     res: dict = {"name": cfg.name, "data": str(Path(data).resolve()), "protocol": cfg.protocol, "seeds": cfg.seeds,
                  "models": cfg.labels(), "reference": cfg.reference, "focus": cfg.focus, "command": command,
                  "n_runs_finished": len(cells), "n_runs": len(cfg.seeds) * len(cfg.models),

@@ -102,12 +102,12 @@ class GazeCLIPConfig:
                            "(learned, uniform at init) or plain mean of its level embeddings", ("learned", "mean"))
     prompts: PromptConfig = _f(PromptConfig, "prompt templates", factory=True)
     # --- DFAD expert
-    fusion: str = _f("add", "design choice, not from the paper: joint image embedding = GIE embedding + projected VPE "
-                     "embedding ('add', projection zero at init: unbounded, it can outgrow the unit-norm CLIP "
-                     "embedding), 'gated' (normalised image + tanh(scale * g) * normalised projected VPE, g a "
-                     "zero-initialised scalar: the VPE term's norm never exceeds the image term's), or a linear map "
-                     "of their concatenation ('concat')", ("add", "gated", "concat"))
-    fusion_gate_scale: float = _f(1.0, "design choice, not from the paper: fusion 'gated' uses tanh(scale * g) "
+    fusion: str = _f("gated", "design choice, not from the paper: joint image embedding = normalised GIE embedding + "
+                     "tanh(scale * g) * normalised projected VPE embedding ('gated', g a zero-initialised scalar: the "
+                     "VPE term's norm never exceeds the image term's; chosen on validation, docs/model.md), their "
+                     "plain sum ('add', projection zero at init: unbounded, trained it outgrows the unit-norm CLIP "
+                     "embedding ~10x), or a linear map of their concatenation ('concat')", ("gated", "add", "concat"))
+    fusion_gate_scale: float = _f(10.0, "design choice, not from the paper: fusion 'gated' uses tanh(scale * g) "
                                   "(an Adam learning-rate multiplier for the gate, as injector_gate_scale)")
     linear_head: bool = _f(False, "design choice, not from the paper: add a linear head to the prompt-cosine "
                            "attribution logits")
