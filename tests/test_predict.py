@@ -83,3 +83,51 @@ def test_predict_csv_and_missing_run(tmp_path, capsys):
     assert rc == 0
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0].startswith("path,face,p_fake") and len(lines) == 2
+
+
+def _predict_json(main, capsys, image: Path, run: Path) -> dict:
+    assert main(["predict", str(image), "--run", str(run), "--json"]) == 0
+    return json.loads(capsys.readouterr().out.splitlines()[-1])
+
+
+def test_predict_verdict_follows_the_calibrated_threshold(tmp_path, capsys):
+    """The shipped threshold (calibration.json, chosen on validation) decides the verdict, not 0.5:
+    the same p_fake is "fake" just above the threshold and "real" just below it."""
+    from PIL import Image
+
+    from gazeclip.cli import main
+
+    Image.new("RGB", (40, 30), (120, 30, 200)).save(tmp_path / "a.png")
+    run = tmp_path / "run"
+    make_run(run, faces="none")
+    p = _predict_json(main, capsys, tmp_path / "a.png", run)["p_fake"]
+    assert 0.001 < p < 0.999
+    for thr, verdict in ((p - 0.001, "fake"), (p + 0.001, "real")):
+        atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.99, "quantile": 0.05,
+                                                     "detection_threshold": thr})
+        rec = _predict_json(main, capsys, tmp_path / "a.png", run)
+        assert rec["p_fake"] == pytest.approx(p) and rec["verdict"] == verdict
+        assert (rec["generator"] is None) == (verdict == "real")
+
+
+def test_predict_csv_is_not_left_half_written(tmp_path, capsys, monkeypatch):
+    """A batch killed midway leaves no CSV (and no temp file): the CSV appears whole or not at all."""
+    from PIL import Image
+
+    from gazeclip.cli import main
+    from gazeclip.engine.detector import Detector
+
+    Image.new("RGB", (40, 30), (120, 30, 200)).save(tmp_path / "a.png")
+    run = tmp_path / "run"
+    make_run(run, faces="none")
+    real_iter = Detector.iter_records
+
+    def dies_after_one(self, *a, **kw):
+        it = real_iter(self, *a, **kw)
+        yield next(it)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Detector, "iter_records", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        main(["predict", str(tmp_path / "a.png"), "--run", str(run), "--csv", str(tmp_path / "out" / "p.csv")])
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -18,10 +18,12 @@ image or video file was given or found.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 
 from .. import safejson
+from ..atomic import atomic_path
 
 CSV_COLUMNS = ["path", "face", "p_fake", "verdict", "generator", "generator_prob", "family", "unknown_generator",
                "gaze_pitch", "gaze_yaw", "box", "frame", "time", "track", "frames", "faces", "error"]
@@ -76,12 +78,13 @@ def run(args: argparse.Namespace) -> int:
               "holding .jpg/.png/.webp/... images", file=sys.stderr)
         return 2
     failed = 0
-    writer = fh = None
-    if args.csv:
-        fh = open(args.csv, "w", newline="")
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-    try:
+    writer = None
+    with contextlib.ExitStack() as stack:
+        if args.csv:  # written to a temp file and renamed when complete: a kill leaves no half CSV
+            tmp = stack.enter_context(atomic_path(args.csv))
+            fh = stack.enter_context(open(tmp, "w", newline=""))
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
         for _, rec in det.iter_records(args.paths, video, progress=not args.quiet and not args.json,
                                        per_frame=args.per_frame):
             failed += "error" in rec
@@ -96,7 +99,4 @@ def run(args: argparse.Namespace) -> int:
                 print(describe_record(rec), flush=True)
             if "error" in rec and not args.json:
                 print(f"gazeclip predict: {rec['path']}: {rec['error']}", file=sys.stderr)
-    finally:
-        if fh is not None:
-            fh.close()
     return 1 if failed else 0
