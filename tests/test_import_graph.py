@@ -6,7 +6,7 @@ function to dodge a circle is still an arrow). Two checks:
   2. no module imports one of a higher layer.
 
 Layers, bottom to top (a module may import its own layer and those below):
-  0 shared     gazeclip.atomic, common, registry, errors, safejson, quiet, records, configs
+  0 shared     gazeclip.atomic, common, registry, errors, safejson, quiet, records, configs, configfields
   1 weights    gazeclip.weights.*         pinned pretrained files
   2 faces      gazeclip.faces.*           decode, detect, crop, landmarks
   3 gaze       gazeclip.gaze.*            gaze estimators and their cache
@@ -24,7 +24,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gazeclip"
 
-SHARED = {"atomic", "common", "registry", "errors", "safejson", "quiet", "records", "configs"}
+SHARED = {"atomic", "common", "registry", "errors", "safejson", "quiet", "records", "configs", "configfields"}
 STEPS = {"weights": 1, "faces": 2, "gaze": 3, "models": 4, "data": 5, "bench": 5, "engine": 6,
          "viz": 7, "serve": 7}
 NAMES = ["shared", "weights", "faces", "gaze", "models", "data/bench", "engine", "viz/serve", "cli"]

@@ -61,11 +61,11 @@ def test_registry_lists_every_yaml_and_builds_typed_configs():
 def test_clear_errors_for_bad_names_and_overrides(tiny_backbone):
     with pytest.raises(ValueError, match="known models: .*gazeclip"):
         create_model("gazeclop", backbone=tiny_backbone, taxonomy=TAX)
-    with pytest.raises(ValueError, match="unknown option.*lora_rnk.*valid: .*lora_rank"):
+    with pytest.raises(ValueError, match="unknown keys.*lora_rnk.*known keys: .*lora_rank"):
         create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, lora_rnk=4)
     with pytest.raises(ValueError, match="aws='sideways'.*before, after, none"):
         create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, aws="sideways")
-    with pytest.raises(ValueError, match="unknown option.*in prompts"):
+    with pytest.raises(ValueError, match=r"in prompts.*unknown keys \[.l9.\]"):
         create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, prompts={"l9": "x"})
     with pytest.raises(ValueError, match="out of range"):
         create_model("gazeclip", backbone=tiny_backbone, taxonomy=TAX, lora_blocks=[12])

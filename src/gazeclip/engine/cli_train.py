@@ -4,54 +4,85 @@
     gazeclip train --config default --data DIR --out RUN --epochs 5 --lr 5e-4
     torchrun --nproc_per_node 2 -m gazeclip train --model clip-lora --data DIR --out RUN
     gazeclip train --out RUN --resume          # continue a killed run where its checkpoint stopped
+
+Every TrainConfig field (engine/config.py) is a flag, generated from the dataclass: `--batch-size`,
+`--select-metric {val_score,...}`, `--feature-cache/--no-feature-cache`; help and choices come from
+the field's metadata. Only the flags given override the --config YAML.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from ..cli import key_value as _kv
-from .config import TrainConfig, help_table
+from ..configfields import flag_fields
+from .config import TrainConfig
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = "config fields (YAML keys and --set KEY=VALUE):\n" + help_table()
-    p.add_argument("--model", help="model name (default from the config: gazeclip)")
-    p.add_argument("--data", help="dataset folder with manifest.csv and protocols.yaml")
-    p.add_argument("--protocol", help="protocol name, e.g. P2")
-    p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
-    p.add_argument("--config", help="run config: a packaged name (default, smoke, tiny) or a YAML file path")
-    p.add_argument("--backbone", help="backbone name, e.g. clip-b16-offline or tiny-random")
-    p.add_argument("--clip", help="checkpoint for the clip-b16 / clip-l14 backbones")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--faces", choices=["detect", "none"], help="detect faces (default) or use whole images")
-    p.add_argument("--no-cache", action="store_true", help="do not use the frozen-prefix feature cache")
-    p.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field (repeatable)")
-    p.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword passed to create_model, e.g. use_gaze=false (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    defaults = TrainConfig()
+    flagged = {f.name for f, _ in flag_fields(TrainConfig)}
+    set_only = [f for f in dataclasses.fields(TrainConfig) if f.name not in flagged and f.metadata.get("flag", True)]
+    p.epilog = ("Resolution: TrainConfig defaults < --config YAML < --set KEY=VALUE < the flags given.\n"
+                "Each flag is also a YAML / --set key, with underscores (--batch-size: batch_size).\n"
+                "YAML / --set only:\n"
+                + "\n".join(f"  {f.name}: {f.metadata['help']} (default: {getattr(defaults, f.name)})"
+                             for f in set_only))
+    run = p.add_argument_group("run")
+    run.add_argument("--data", help="dataset folder with manifest.csv and protocols.yaml")
+    run.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
+    run.add_argument("--config", help="run config: a packaged name (default, smoke, tiny) or a YAML file path")
+    run.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    run.add_argument("--set", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                     help="set a run-config field (YAML value; repeatable), e.g. betas=[0.9,0.98]; model config "
+                          "fields go to --model-arg")
+    run.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                     help="model config field passed to create_model (YAML value; repeatable), e.g. gaze=false")
+    # one flag per TrainConfig field, generated so that a new field is a flag at once; default None:
+    # only the flags given override the YAML config
+    g = p.add_argument_group("run config (TrainConfig fields; the default is the --config YAML's, else the one shown)")
+    for f, kind in flag_fields(TrainConfig):
+        default = getattr(defaults, f.name)
+        help_ = f.metadata["help"] + ("" if default is None else f" (default: {default})")
+        kw = dict(dest=f.name, default=None, help=help_.replace("%", "%%"))
+        if kind is bool:
+            g.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+        else:
+            choices = f.metadata.get("choices")
+            metavar = None if choices else {int: "N", float: "X"}.get(kind, "PATH" if default is None else "NAME")
+            g.add_argument(_flag(f.name), type=kind, choices=choices, metavar=metavar, **kw)
+    g.add_argument("--no-cache", dest="feature_cache", action="store_false", default=None,
+                   help="same as --no-feature-cache")
+    g.add_argument("--quiet", dest="progress", action="store_false", default=None, help="same as --no-progress")
+
+
+def _refuse_model_fields(keys) -> None:
+    """A model config field given to --set (as `gazeclip info` once took it) names --model-arg."""
+    from ..models.config import GazeCLIPConfig, LinearProbeConfig, ZeroShotConfig
+
+    run_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_fields = {f.name for c in (GazeCLIPConfig, LinearProbeConfig, ZeroShotConfig) for f in dataclasses.fields(c)}
+    for k in keys:
+        if k not in run_fields and k in model_fields:
+            raise ValueError(f"--set {k}: {k} is a model config field, not a run-config one; pass it as "
+                             f"--model-arg {k}=VALUE")
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig defaults < --config YAML < --set < the flags given; --model-arg adds model_overrides."""
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     if args.set:
+        _refuse_model_fields(dict(args.set))
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **dict(args.set)}, source="--set")
-    cfg = cfg.replace(model=args.model, protocol=args.protocol, backbone=args.backbone, clip=args.clip,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      device=args.device, faces=args.faces)
+    cfg = cfg.replace(**{f.name: getattr(args, f.name) for f, _ in flag_fields(TrainConfig)})  # None: not given
     if args.model_arg:
         cfg = cfg.replace(model_overrides={**cfg.model_overrides, **dict(args.model_arg)})
-    if args.no_cache:
-        cfg = cfg.replace(feature_cache=False)
-    if args.quiet:
-        cfg = cfg.replace(progress=False)
     return cfg
 
 
@@ -60,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
     from .trainer import load_run_config, read_run_yaml, train
 
-    cfg = resolve_config(args)
     data = args.data
     try:
+        cfg = resolve_config(args)
         if args.resume and data is None and (Path(args.out) / "config.yaml").is_file():
             data = read_run_yaml(args.out).get("data")
             cfg = load_run_config(args.out).replace(progress=cfg.progress)

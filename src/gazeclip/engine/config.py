@@ -1,99 +1,96 @@
-"""Typed run configuration: dataclass fields carry their help text (as peft's configs do), a YAML
-file (a packaged one by name: `default`, `smoke`, `tiny`; or a user's file by path) sets them, and command-line flags override both. The resolved config
-is written to `RUN/config.yaml` so that a run says exactly how it was made.
+"""Typed run configuration: dataclass fields carry their help text and, where the set is fixed,
+their choices (gazeclip.configfields, shared with the model configs); a YAML file (a packaged one by
+name: `default`, `smoke`, `tiny`; or a user's file by path) sets them, and `gazeclip train` flags,
+generated from these fields, override both. A config is checked whenever it is built (`from_dict`,
+the constructor, `replace`), so a bad value fails before any data work. The resolved config is
+written to `RUN/config.yaml` so that a run says exactly how it was made.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..configfields import check_config, config_from_dict, option
 
-def _f(default, help: str, **kw):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+PRECISIONS = ("auto", "bf16", "fp32")
+SELECT_METRICS = ("val_score", "val_acc", "val_auc", "val_loss")
 
 
 @dataclass
 class TrainConfig:
     """Everything `gazeclip train` needs besides the data folder and the run folder."""
 
-    model: str = _f("gazeclip", "registered model name (gazeclip.models.list_models())")
-    backbone: str = _f("clip-b16-offline", "backbone name (gazeclip.models.backbones.list_backbones())")
-    clip: str | None = _f(None, "checkpoint path for the clip-b16 / clip-l14 backbones")
-    model_overrides: dict = _f({}, "keyword overrides passed to create_model (ablation switches)")
-    protocol: str = _f("P2", "protocol name in DATA/protocols.yaml")
-    epochs: int = _f(10, "maximum number of epochs")
-    batch_size: int = _f(32, "global batch size (split evenly across DDP processes)")
-    lr: float = _f(1e-3, "peak learning rate of AdamW")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    betas: tuple = _f((0.9, 0.999), "AdamW betas")
-    warmup_epochs: float = _f(1.0, "linear warm-up length in epochs, then cosine decay to min_lr_ratio*lr")
-    min_lr_ratio: float = _f(0.0, "final learning rate as a fraction of lr")
-    grad_clip: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
-    seed: int = _f(0, "seed for model init, data order and augmentation")
-    precision: str = _f("auto", "training precision: auto (bf16 autocast on CUDA devices that support it, else "
-                        "fp32; a CPU trains in fp32 unless bf16 is asked) | bf16 | fp32")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
-    patience: int = _f(3, "early stopping: epochs without improvement of the validation metric (0 = off)")
-    select_metric: str = _f("val_score", "validation metric to select on: val_score (mean of attribution ACC "
-                            "and detection AUC), val_acc, val_auc or val_loss")
-    checkpoint_every: int = _f(0, "also checkpoint every N optimiser steps inside an epoch (0 = end of epoch only)")
-    feature_cache: bool = _f(True, "train the upper blocks from cached frozen-prefix hidden states")
-    cache_dir: str | None = _f(None, "feature cache folder (default: DATA/.cache/features)")
-    cache_dtype: str = _f("float16", "storage dtype of cached hidden states (float16 halves the disk)")
-    faces: str = _f("detect", "detect: crop the detected face and estimate gaze | none: whole image, no gaze")
-    gaze_estimator: str = _f("ethxgaze-r18", "gaze estimator name (gazeclip.gaze)")
-    face_cache_dir: str | None = _f(None, "face/gaze record cache folder (default: DATA/.cache/faces)")
-    hflip: float = _f(0.0, "augmentation: probability of a horizontal flip (changes pixels: bypasses the cache)")
-    color_jitter: float = _f(0.0, "augmentation: probability of a brightness/contrast jitter (bypasses the cache)")
-    num_workers: int = _f(0, "DataLoader worker processes")
+    model: str = option("gazeclip", "registered model name (gazeclip.models.list_models())")
+    backbone: str = option("clip-b16-offline", "backbone name (gazeclip.models.backbones.list_backbones())")
+    clip: str | None = option(None, "checkpoint path for the clip-b16 / clip-l14 backbones")
+    model_overrides: dict = option({}, "model config fields passed to create_model (ablation switches; the flag "
+                                       "is --model-arg KEY=VALUE)")
+    protocol: str = option("P2", "protocol name in DATA/protocols.yaml")
+    epochs: int = option(10, "maximum number of epochs")
+    batch_size: int = option(32, "global batch size (split evenly across DDP processes)")
+    lr: float = option(1e-3, "peak learning rate of AdamW")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    betas: tuple = option((0.9, 0.999), "AdamW betas")
+    warmup_epochs: float = option(1.0, "linear warm-up length in epochs, then cosine decay to min_lr_ratio*lr")
+    min_lr_ratio: float = option(0.0, "final learning rate as a fraction of lr")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
+    seed: int = option(0, "seed for model init, data order and augmentation")
+    precision: str = option("auto", "training precision: auto (bf16 autocast on CUDA devices that support it, "
+                                    "else fp32; a CPU trains in fp32 unless bf16 is asked), bf16 or fp32", PRECISIONS)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    patience: int = option(3, "early stopping: epochs without improvement of the validation metric (0 = off)")
+    select_metric: str = option("val_score", "validation metric to select on: val_score (mean of attribution ACC "
+                                             "and detection AUC), val_acc, val_auc or val_loss", SELECT_METRICS)
+    checkpoint_every: int = option(0, "also checkpoint every N optimiser steps inside an epoch (0 = end of epoch "
+                                      "only)")
+    feature_cache: bool = option(True, "train the upper blocks from cached frozen-prefix hidden states")
+    cache_dir: str | None = option(None, "feature cache folder (default: DATA/.cache/features)")
+    cache_dtype: str = option("float16", "storage dtype of cached hidden states (float16 halves the disk)",
+                              ("float16", "float32"))
+    faces: str = option("detect", "detect: crop the detected face and estimate gaze; none: whole image, no gaze",
+                        ("detect", "none"))
+    gaze_estimator: str = option("ethxgaze-r18", "gaze estimator name (gazeclip.gaze)")
+    face_cache_dir: str | None = option(None, "face/gaze record cache folder (default: DATA/.cache/faces)")
+    hflip: float = option(0.0, "augmentation: probability of a horizontal flip (changes pixels: bypasses the "
+                               "cache)")
+    color_jitter: float = option(0.0, "augmentation: probability of a brightness/contrast jitter (bypasses the "
+                                      "cache)")
+    num_workers: int = option(0, "DataLoader worker processes")
     # design choice, not from the paper: class-balanced sampling (real and every seen generator
     # drawn equally often; an epoch = n_classes x median class size items).
-    balance_classes: bool = _f(True, "draw real and each seen generator equally often in training "
-                               "(epoch = n_classes x median class size); false: every item once per epoch")
-    unknown_quantile: float = _f(0.05, "unknown-generator threshold: this quantile of the predicted-class "
-                                 "probability p(g | fake) on correctly attributed fake validation faces")
-    detection_threshold_rule: str = _f("balanced", "design choice, not from the paper: the real/fake threshold of "
-                                       "predict verdicts, chosen on the validation split: 'balanced' (max balanced "
-                                       "accuracy) or 'fpr' (at most detection_target_fpr of real val faces called fake)")
-    detection_target_fpr: float = _f(0.05, "target false-positive rate on real validation faces for rule 'fpr'")
-    max_train_items: int = _f(0, "use at most this many training items (0 = all), for quick trials")
-    find_unused_parameters: bool = _f(True, "DDP: tolerate trainable parameters a step does not use")
-    progress: bool = _f(True, "show tqdm progress bars")
-    interrupt_after_steps: int = _f(0, "testing only: exit as if killed after N optimiser steps (0 = off)")
+    balance_classes: bool = option(True, "draw real and each seen generator equally often in training "
+                                         "(epoch = n_classes x median class size); false: every item once per "
+                                         "epoch")
+    unknown_quantile: float = option(0.05, "unknown-generator threshold: this quantile of the predicted-class "
+                                           "probability p(g | fake) on correctly attributed fake validation faces")
+    detection_threshold_rule: str = option("balanced", "design choice, not from the paper: the real/fake threshold "
+                                           "of predict verdicts, chosen on the validation split: 'balanced' (max "
+                                           "balanced accuracy) or 'fpr' (at most detection_target_fpr of real val "
+                                           "faces called fake)", ("balanced", "fpr"))
+    detection_target_fpr: float = option(0.05, "target false-positive rate on real validation faces for rule 'fpr'")
+    max_train_items: int = option(0, "use at most this many training items (0 = all), for quick trials")
+    find_unused_parameters: bool = option(True, "DDP: tolerate trainable parameters a step does not use")
+    progress: bool = option(True, "show tqdm progress bars")
+    interrupt_after_steps: int = option(0, "testing only: exit as if killed after N optimiser steps (0 = off)",
+                                        flag=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(d["betas"])
         return d
 
+    def __post_init__(self):
+        check_config(self, "TrainConfig")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{source}: unknown keys {unknown}; known keys: {', '.join(sorted(names))}")
-        d = dict(d)
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    for f in fields(cls)}
-        for k, v in d.items():  # YAML reads 1e-3 as a string: accept numbers written that way
-            if isinstance(defaults.get(k), float) and isinstance(v, str):
-                try:
-                    d[k] = float(v)
-                except ValueError:
-                    pass
-        bad = [f"{k}={d[k]!r} (expected {_kind(defaults[k])})" for k in defaults
-               if k in d and not _fits(d[k], defaults[k])]
-        if bad:
-            raise ValueError(f"{source}: wrong type for {', '.join(bad)}")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        """From plain values (YAML): unknown keys, wrong types and values outside a field's choices
+        fail with one line starting with `source`; "1e-3" is read as a number, lists as tuples."""
+        return config_from_dict(cls, d, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
@@ -111,28 +108,3 @@ class TrainConfig:
 
     def replace(self, **kw) -> "TrainConfig":
         return dataclasses.replace(self, **{k: v for k, v in kw.items() if v is not None})
-
-
-def _fits(value, default) -> bool:
-    """Does `value` have the type of a field whose default is `default`? (a damaged or hand-edited
-    config gives a one-line error instead of a failure deep inside training)"""
-    if default is None:
-        return value is None or isinstance(value, str)  # the optional paths
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, (tuple, list)):
-        return isinstance(value, (tuple, list))
-    return isinstance(value, type(default))
-
-
-def _kind(default) -> str:
-    return "a path or null" if default is None else "a list" if isinstance(default, tuple) else type(default).__name__
-
-
-def help_table() -> str:
-    return "\n".join(f"  {f.name}: {f.metadata.get('help', '')} (default {f.default!r})"
-                     for f in fields(TrainConfig) if f.default is not dataclasses.MISSING)

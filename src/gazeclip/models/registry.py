@@ -24,11 +24,12 @@ from typing import Any
 
 import yaml
 
+from ..configfields import config_from_dict
 from ..registry import UnknownNameError
 from .backbones import Backbone, create_backbone
 from .base import DFADModel
 from .baselines import ClipLinearProbe, ClipZeroShot
-from .config import GazeCLIPConfig, LinearProbeConfig, ZeroShotConfig, config_from_dict
+from .config import GazeCLIPConfig, LinearProbeConfig, ZeroShotConfig
 from .gazeclip import GazeCLIP
 from .interface import Taxonomy
 from .saving import (CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_pretrained_meta,  # noqa: F401 (API)
@@ -117,7 +118,7 @@ def model_config(name: str, **overrides):
         if k == "prompts" and isinstance(v, dict):
             v = {**values.get("prompts", {}), **v}
         values[k] = v
-    return config_from_dict(cfg_cls, values, f" of model {name!r}")
+    return config_from_dict(cfg_cls, values, f"model {name!r}")
 
 
 def create_model(name: str, backbone: str | Backbone = "clip-b16-offline", taxonomy: Taxonomy | None = None,
@@ -147,7 +148,7 @@ def from_pretrained(path: str | Path, backbone: str | Backbone | None = None, cl
         raise ValueError(f"{path}: architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
     state = read_pretrained_weights(path, meta, map_location)
     model_cls, cfg_cls = ARCHITECTURES[arch]
-    config = config_from_dict(cfg_cls, meta["config"], f" in {path / CONFIG_FILE}")
+    config = config_from_dict(cfg_cls, meta["config"], str(path / CONFIG_FILE))
     try:
         taxonomy = Taxonomy.from_dict(meta["taxonomy"])
     except (KeyError, TypeError, ValueError) as e:
