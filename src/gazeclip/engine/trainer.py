@@ -9,6 +9,12 @@ RUN/ layout:
     log.csv, tb/       per-epoch metrics; TensorBoard scalars
     calibration.json   the unknown-generator threshold calibrated on the validation split
     summary.json       best epoch, its validation metrics, wall time
+
+`train()` tells the loop's story in steps: check the names, start the processes, prepare the run
+folder (or reopen it), read the labels, build the model, load the data (faces, feature cache,
+datasets), build the loader and the optimiser, restore a checkpoint or start fresh, then per epoch
+`_train_epoch` -> `_validate_epoch` -> `_log_epoch` -> checkpoint, and `_finish` (calibration,
+summary).
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (the engine's writers)
+from .config import PRECISIONS  # the run config's choices of `precision`
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -74,9 +75,6 @@ def cpu_native_bf16() -> bool:
         except OSError:
             return False
         return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def autocast_dtype(precision: str, device: torch.device, inference: bool = False) -> torch.dtype | None:
