@@ -56,8 +56,8 @@ def test_no_labels_is_a_clear_error():
         BalancedSampler(np.array([-1, -1]))
 
 
-def test_trainer_switch_defaults_on():
+def test_trainer_switch_defaults_off():
     from gazeclip.engine.config import TrainConfig
 
-    assert TrainConfig().balance_classes is True
-    assert TrainConfig.from_dict({"balance_classes": False}).balance_classes is False
+    assert TrainConfig().balance_classes is False
+    assert TrainConfig.from_dict({"balance_classes": True}).balance_classes is True
