@@ -48,7 +48,7 @@ def test_runner_builds_data_writes_tables_and_resumes(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     assert (data / "manifest.csv").is_file()
     for f in ("experiment.yaml", "table.md", "table.csv", "diffs.md", "diffs.csv", "per_generator.md",
-              "per_generator.csv", "per_generator.png", "results.json", "summary.md"):
+              "per_generator.csv", "per_generator.png", "results.json", "summary.md", "headline.md"):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
     assert res["n_runs_finished"] == res["n_runs"] == 2 and not res["failures"]
@@ -61,6 +61,12 @@ def test_runner_builds_data_writes_tables_and_resumes(tmp_path, capsys):
     assert d["ci95"][0] <= d["diff"] + 1e-9 <= d["ci95"][1] + 2e-9
     assert set(res["per_generator"]["gazeclip"]) == {"gan-a", "diff-a", "gan-b", "flow-a"}
     assert "| **gazeclip** | 1 |" in (out / "table.md").read_text()
+    # the headline table: the validation column (from each run's summary.json) and the short test columns
+    headline = (out / "headline.md").read_text()
+    assert headline.startswith("| model | seeds | val ACC | ACC seen gen. | AUC |") and "FPR real @thr" in headline
+    assert "cluster ACC unseen (est. k)" not in headline
+    assert t["val_acc"]["mean"] == pytest.approx(json.loads((out / "runs" / "gazeclip-s0" / "summary.json")
+                                                            .read_text())["best_val"]["val_acc"])
     # the same out without --resume: refused
     assert main(["experiment", "run", str(one_seed), "--data", str(data), "--out", str(out), "--quiet"]) == 1
     assert "--resume" in capsys.readouterr().err

@@ -64,6 +64,10 @@ TABLE_KEYS: list[tuple[str, str]] = [
     ("unknown_fpr_seen", "unknown FPR seen"),
 ]
 NOT_PERCENT = {"n_clusters_estimated"}
+# the short table (headline.md, and the README's): model choice on validation, attribution, detection
+# with its false-positive rate on real faces at the shipped threshold, the open-set figures
+HEADLINE_KEYS = ["val_acc", "attribution_acc_seen_generators", "detection_auc", "detection_auc_unseen",
+                 "fpr_real_at_threshold", "tpr_fake_at_threshold", "cluster_acc_unseen", "unknown_auroc"]
 # paired bootstrap differences to the reference
 DIFF_KEYS = ["attribution_acc_seen_generators", "attribution_acc_seen", "detection_auc", "detection_auc_unseen",
              "cluster_acc_unseen", "cluster_acc_unseen_estk", "family_acc_unseen", "unknown_auroc"]
@@ -406,13 +410,15 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def table_markdown(res: dict) -> str:
-    head = "| model | seeds | " + " | ".join(h for _, h in TABLE_KEYS) + " | train time |"
-    lines = [head, "|" + " --- |" * 2 + " ---: |" * (len(TABLE_KEYS) + 1)]
+def table_markdown(res: dict, keys: list[str] | None = None) -> str:
+    """Mean ± sd per model: every TABLE_KEYS column, or those of `keys` (e.g. HEADLINE_KEYS)."""
+    cols = [(k, h) for k, h in TABLE_KEYS if keys is None or k in keys]
+    head = "| model | seeds | " + " | ".join(h for _, h in cols) + " | train time |"
+    lines = [head, "|" + " --- |" * 2 + " ---: |" * (len(cols) + 1)]
     for label, row in res["table"].items():
         tw = row["train_wall_s"]
         t = f"{tw['mean'] / 60:.1f} min" if math.isfinite(tw["mean"]) else "n/a"
-        cells = [_fmt(k, row[k]["mean"], row[k]["sd"]) for k, _ in TABLE_KEYS]
+        cells = [_fmt(k, row[k]["mean"], row[k]["sd"]) for k, _ in cols]
         name = f"**{label}**" if label == res["focus"] else label
         lines.append(f"| {name} | {row['n_seeds']} | " + " | ".join(cells) + f" | {t} |")
     return "\n".join(lines)
@@ -457,6 +463,7 @@ def _write_outputs(res: dict, cfg: ExperimentConfig, out: Path) -> None:
         trows.append(r)
     U.atomic_write_text(out / "table.csv", _csv(trows))
     U.atomic_write_text(out / "table.md", table_markdown(res) + "\n")
+    U.atomic_write_text(out / "headline.md", table_markdown(res, HEADLINE_KEYS) + "\n")
     drows = [{"model": label, "reference": res["reference"], "metric": k, "diff": row[k]["diff"],
               "ci95_lo": row[k]["ci95"][0], "ci95_hi": row[k]["ci95"][1], "p_le_0": row[k]["p_le_0"],
               "per_seed": " ".join(f"{x:.4f}" for x in row[k]["per_seed"]), "n_seeds": len(row["seeds"])}
@@ -485,7 +492,8 @@ def summary_markdown(res: dict) -> str:
              f"{res['n_runs_finished']} of {res['n_runs']} runs finished; test items n = {n}.",
              f"Made by: `{res['command'] or 'gazeclip experiment run'}`"
              + (f"; grid wall time {res['grid_wall_s'] / 60:.1f} min (this call)." if res["grid_wall_s"] else "."),
-             "", "## Mean ± sd over seeds (%; est. k is a count)", "", table_markdown(res), "",
+             "", "## Headline (mean ± sd over seeds, %)", "", table_markdown(res, HEADLINE_KEYS), "",
+             "## Every metric (mean ± sd over seeds, %; est. k is a count)", "", table_markdown(res), "",
              f"## Difference to `{res['reference']}` (points; seed-averaged; [95% paired bootstrap interval over "
              f"test items, {res['n_boot']} resamples])", "", diffs_markdown(res), ""]
     if res["focus"] in res["per_generator"]:
