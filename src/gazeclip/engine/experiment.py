@@ -412,7 +412,7 @@ def _csv(rows: list[dict]) -> str:
 
 def table_markdown(res: dict, keys: list[str] | None = None) -> str:
     """Mean ± sd per model: every TABLE_KEYS column, or those of `keys` (e.g. HEADLINE_KEYS)."""
-    cols = [(k, h) for k, h in TABLE_KEYS if keys is None or k in keys]
+    cols = TABLE_KEYS if keys is None else [(k, dict(TABLE_KEYS)[k]) for k in keys]
     head = "| model | seeds | " + " | ".join(h for _, h in cols) + " | train time |"
     lines = [head, "|" + " --- |" * 2 + " ---: |" * (len(cols) + 1)]
     for label, row in res["table"].items():
