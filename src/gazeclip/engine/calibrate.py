@@ -94,8 +94,7 @@ def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
 
     preds = run_model(model, val_ds, batch_size=32, device=device)
     rec = calibration_record(preds.attribution_logits, val_ds.labels, val_ds.is_fake, preds.p_fake,
-                             cfg.unknown_quantile, getattr(cfg, "detection_threshold_rule", "balanced"),
-                             getattr(cfg, "detection_target_fpr", 0.05))
+                             cfg.unknown_quantile, cfg.detection_threshold_rule, cfg.detection_target_fpr)
     U.atomic_write_json(Path(run_dir) / "calibration.json", rec)
     return rec
 

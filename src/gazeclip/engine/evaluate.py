@@ -131,7 +131,8 @@ def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedR
     # the gaze network stays in torch: bf16 where auto would pick it for the image tower
     gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
     return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
-                     cal.get("unknown_threshold"), runtime="onnx", detection_threshold=cal.get("detection_threshold"), precision=prec, inference=True, gaze_precision=gaze)
+                     cal.get("unknown_threshold"), runtime="onnx", precision=prec, inference=True,
+                     gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"))
 
 
 def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) -> dict:
@@ -151,15 +152,7 @@ def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) ->
         raise ValueError(f"{data_dir}/manifest.csv: no val rows for protocol {proto.name}; cannot calibrate")
     s = manifest_samples(val_rows, data_dir, run.cfg.faces, run.cfg.gaze_estimator, run.preprocess.size,
                          run.gaze_dim, face_cache_dir=run.cfg.face_cache_dir, progress=progress)
-    cache = None
-    if run.cfg.feature_cache and supports_prefix(run.model):
-        cache = FeatureCache(run.cfg.cache_dir or data_dir / ".cache" / "features", prefix_id(run.model),
-                             run.cfg.cache_dtype)
-        pre = run.preprocess
-        cache.fill(s.keys, lambda idx: pre(list(s.crops[idx])).to(run.device),
-                   lambda x: run.model.encode_prefix(x).cpu(), batch_size=32, progress=progress)
-    rec = calibrate_run(run.run_dir, FaceDataset(s, run.taxonomy, run.preprocess, cache), run.cfg, run.device,
-                        run.model)
+    rec = calibrate_run(run.run_dir, dataset_of(run, s, data_dir, progress=progress), run.cfg, run.device, run.model)
     run.unknown_threshold, run.detection_threshold = rec["unknown_threshold"], rec["detection_threshold"]
     return rec
 
@@ -181,8 +174,10 @@ def test_set(run: LoadedRun, data_dir: str | Path, protocol: str | None = None,
     return s, proto, {r.cls: r.family for r in rows}
 
 
-def predict_samples(run: LoadedRun, samples: SampleSet, data_dir: str | Path | None = None, use_cache: bool = True,
-                    batch_size: int = 32, progress: bool = False) -> Predictions:
+def dataset_of(run: LoadedRun, samples: SampleSet, data_dir: str | Path | None = None, use_cache: bool = True,
+               batch_size: int = 32, progress: bool = False) -> FaceDataset:
+    """The run's dataset over `samples`, reading (and first filling) the data folder's frozen-prefix
+    feature cache when the run trained with one."""
     cache = None
     if use_cache and run.cfg.feature_cache and supports_prefix(run.model) and data_dir is not None:
         cache = FeatureCache(run.cfg.cache_dir or Path(data_dir) / ".cache" / "features", prefix_id(run.model),
@@ -190,7 +185,12 @@ def predict_samples(run: LoadedRun, samples: SampleSet, data_dir: str | Path | N
         pre = run.preprocess
         cache.fill(samples.keys, lambda idx: pre(list(samples.crops[idx])).to(run.device),
                    lambda x: run.model.encode_prefix(x).cpu(), batch_size=batch_size, progress=progress)
-    ds = FaceDataset(samples, run.taxonomy, run.preprocess, cache)
+    return FaceDataset(samples, run.taxonomy, run.preprocess, cache)
+
+
+def predict_samples(run: LoadedRun, samples: SampleSet, data_dir: str | Path | None = None, use_cache: bool = True,
+                    batch_size: int = 32, progress: bool = False) -> Predictions:
+    ds = dataset_of(run, samples, data_dir, use_cache, batch_size, progress)
     return run_model(run.model, ds, batch_size=batch_size, device=run.device, progress=progress, desc="evaluate")
 
 

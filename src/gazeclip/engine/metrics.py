@@ -37,19 +37,25 @@ from .verdict import fake_verdict, unknown_flag, unknown_score
 CLUSTER_K_MAX = 10  # design choice, not from the paper: the largest k tried when estimating the cluster count
 
 
-def hungarian_acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Accuracy of the best one-to-one mapping of predicted clusters to true labels."""
+def hungarian_mapping(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[dict, int]:
+    """The best one-to-one mapping of true labels to predicted clusters ({label: cluster}) and the
+    number of items it gets right."""
     from scipy.optimize import linear_sum_assignment
 
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.size == 0:
-        return float("nan")
-    t_ids, t = np.unique(y_true, return_inverse=True)
-    p_ids, p = np.unique(y_pred, return_inverse=True)
+    t_ids, t = np.unique(np.asarray(y_true), return_inverse=True)
+    p_ids, p = np.unique(np.asarray(y_pred), return_inverse=True)
     w = np.zeros((len(p_ids), len(t_ids)), np.int64)
     np.add.at(w, (p, t), 1)
     r, c = linear_sum_assignment(-w)
-    return float(w[r, c].sum() / y_true.size)
+    return {t_ids[j]: p_ids[i] for i, j in zip(r, c)}, int(w[r, c].sum())
+
+
+def hungarian_acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Accuracy of the best one-to-one mapping of predicted clusters to true labels."""
+    y_true = np.asarray(y_true)
+    if y_true.size == 0:
+        return float("nan")
+    return hungarian_mapping(y_true, y_pred)[1] / y_true.size
 
 
 def _roc(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -323,8 +329,6 @@ def per_generator_metrics(d: EvalData, cluster_assign: np.ndarray | None = None)
     (seen generators: argmax == the class), `detection_auc` (real test faces vs this generator's),
     `called_fake` (share called fake at the shipped threshold), and for unseen generators
     `cluster_recall` (share of its faces in the cluster the Hungarian mapping gives it)."""
-    from scipy.optimize import linear_sum_assignment
-
     cls = np.array(d.classes)
     real = cls == "real"
     pred = d.attribution_logits.argmax(1)
@@ -333,13 +337,7 @@ def per_generator_metrics(d: EvalData, cluster_assign: np.ndarray | None = None)
     unseen_mask = np.isin(cls, d.unseen)
     mapping: dict[str, object] = {}
     if cluster_assign is not None and unseen_mask.any():
-        lab = cls[unseen_mask]
-        t_ids, t = np.unique(lab, return_inverse=True)
-        p_ids, p = np.unique(cluster_assign, return_inverse=True)
-        w = np.zeros((len(p_ids), len(t_ids)), np.int64)
-        np.add.at(w, (p, t), 1)
-        r, c = linear_sum_assignment(-w)
-        mapping = {str(t_ids[j]): p_ids[i] for i, j in zip(r, c)}
+        mapping = {str(g): k for g, k in hungarian_mapping(cls[unseen_mask], cluster_assign)[0].items()}
     out: dict[str, dict] = {}
     for g in sorted(set(cls) - {"real"}):
         gm = cls == g
@@ -347,8 +345,7 @@ def per_generator_metrics(d: EvalData, cluster_assign: np.ndarray | None = None)
                      "attribution_acc": float((pred[gm] == cidx[g]).mean()) if g in cidx else math.nan,
                      "called_fake": float(called[gm].mean())}
         both = gm | real
-        rec["detection_auc"] = detection_metrics(gm[both].astype(int), d.p_fake[both])["auc"] if real.any() \
-            else math.nan
+        rec["detection_auc"] = binary_auc(gm[both], d.p_fake[both])  # NaN without real test faces
         if g in d.unseen and cluster_assign is not None:
             a = cluster_assign[cls[unseen_mask] == g]
             rec["cluster_recall"] = float((a == mapping[g]).mean()) if g in mapping else 0.0

@@ -389,6 +389,7 @@ def _train_epoch(cfg: TrainConfig, model: nn.Module, optim: _Optim, batches: _Ba
         with U.autocast(amp, procs.device):
             _, losses = optim.step_fn(batch)
         loss = losses["total"]
+        loss_value = float(loss.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -397,12 +398,12 @@ def _train_epoch(cfg: TrainConfig, model: nn.Module, optim: _Optim, batches: _Ba
         sched.step()
         state["global_step"] += 1
         state["step_in_epoch"] += 1
-        state["train_loss_sum"] += float(loss.detach())
+        state["train_loss_sum"] += loss_value
         state["train_n"] += 1
         if writer is not None:
-            writer.add_scalar("train/loss", float(loss.detach()), state["global_step"])
+            writer.add_scalar("train/loss", loss_value, state["global_step"])
             writer.add_scalar("train/lr", sched.get_last_lr()[0], state["global_step"])
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}")
         if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
             save()
         if cfg.interrupt_after_steps and state["global_step"] >= cfg.interrupt_after_steps:
