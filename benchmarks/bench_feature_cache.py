@@ -35,8 +35,8 @@ def main() -> int:
 
     from gazeclip.data.dataset import FaceDataset, SampleSet, collate
     from gazeclip.data.feature_cache import FeatureCache
-    from gazeclip.engine.modeling import fill_pending, preprocess_of, prefix_id
-    from gazeclip.engine.trainer import _Step
+    from gazeclip.run.modeling import fill_pending, preprocess_of, prefix_id
+    from gazeclip.train.trainer import _Step
     from gazeclip.models import create_model
     from gazeclip.models.interface import REGIONS, Taxonomy
 

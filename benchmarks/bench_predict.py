@@ -60,9 +60,9 @@ def gemm_peak(dtype, threads: int, repeats: int = 5) -> float:
 def make_run(tmp: Path, backbone: str) -> Path:
     import yaml
 
-    from gazeclip.engine.config import TrainConfig
-    from gazeclip.engine.trainer import taxonomy_to_dict
-    from gazeclip.engine.utils import atomic_write_json
+    from gazeclip.run.config import TrainConfig
+    from gazeclip.train.trainer import taxonomy_to_dict
+    from gazeclip.run.utils import atomic_write_json
     from gazeclip.models import create_model
     from gazeclip.models.interface import Taxonomy
 
@@ -93,11 +93,11 @@ def main() -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     from gazeclip.data.dataset import SampleSet, samples_from_faces
-    from gazeclip.engine import utils as U
-    from gazeclip.engine.evaluate import load_run
-    from gazeclip.engine.export import export_run
-    from gazeclip.engine.onnx_runtime import find_export
-    from gazeclip.engine.predict import _concat, predict_paths
+    from gazeclip.run import utils as U
+    from gazeclip.run.loader import load_run
+    from gazeclip.export.exporter import export_run
+    from gazeclip.run.onnx_runtime import find_export
+    from gazeclip.inference.predict import _concat, predict_paths
     from gazeclip.faces.geometry import Camera
     from gazeclip.faces.io import decode_image
     from gazeclip.models.backbones import create_backbone

@@ -27,10 +27,10 @@ def diagnose(run_dir: str | Path, data_dir: str | Path, split: str = "val", devi
     from gazeclip.data.dataset import FaceDataset, manifest_samples
     from gazeclip.data.feature_cache import FeatureCache
     from gazeclip.data.manifest import load_protocol, read_manifest, select_rows
-    from gazeclip.engine.evaluate import load_run
-    from gazeclip.engine.modeling import prefix_id, run_model
+    from gazeclip.run.loader import load_run
+    from gazeclip.run.modeling import prefix_id, run_model
 
-    from gazeclip.engine.metrics import binary_auc, cluster_metrics
+    from gazeclip.evaluation.metrics import binary_auc, cluster_metrics
 
     run = load_run(run_dir, device)
     model = run.model

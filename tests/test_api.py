@@ -148,3 +148,20 @@ def test_native_log_lines_are_hidden_unless_verbose(capfd):
     assert "shown when verbose" in capfd.readouterr().err
     os.write(2, b"stderr is back\n")
     assert "stderr is back" in capfd.readouterr().err
+
+
+
+def test_loading_and_predicting_never_import_the_trainer_or_evaluation(whole_image_run):
+    """`gazeclip.load(run).predict(x)` pulls in inference and run/, not train/ or evaluation/
+    (a fresh interpreter, so the other tests' imports do not count)."""
+    import subprocess
+    import sys
+
+    run, folder = whole_image_run
+    code = ("import sys, gazeclip; det = gazeclip.load(sys.argv[1]); det.predict(sys.argv[2]); "
+            "print(' '.join(sorted(m.split('.')[1] for m in sys.modules if m.count('.') >= 1 and m.startswith('gazeclip.'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(run), str(folder / "a.png")], capture_output=True,
+                         text=True, check=True)
+    packages = set(out.stdout.split())
+    assert {"inference", "run", "models"} <= packages  # the probe sees what was imported
+    assert not packages & {"train", "evaluation", "experiment", "export"}, packages

@@ -9,8 +9,8 @@ import pytest
 
 from gazeclip.cli import build_parser, main
 from gazeclip.configfields import config_from_dict, option
-from gazeclip.engine.cli_train import resolve_config
-from gazeclip.engine.config import TrainConfig
+from gazeclip.train.cli import resolve_config
+from gazeclip.run.config import TrainConfig
 from gazeclip.registry import UnknownNameError
 
 # fields without a flag, on purpose: a mapping and a tuple (YAML / --set only), a testing switch
@@ -124,7 +124,7 @@ def test_bad_values_fail_before_any_data_work(tmp_path, capsys):
     assert main(["train", "--data", str(missing), "--out", str(out), "--set", "lora_rank=4"]) == 1
     err = capsys.readouterr().err.strip()
     assert "--model-arg lora_rank=VALUE" in err and len(err.splitlines()) == 1
-    from gazeclip.engine.trainer import train
+    from gazeclip.train.trainer import train
 
     base = TrainConfig(backbone="tiny-random", faces="none", progress=False)
     with pytest.raises(UnknownNameError, match="unknown model 'gazeclop'; known models: .*gazeclip"):

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from gazeclip.data.synthetic import make_synthetic_dataset
-from gazeclip.engine.config import TrainConfig
-from gazeclip.engine.trainer import Interrupted, train
+from gazeclip.run.config import TrainConfig
+from gazeclip.train.trainer import Interrupted, train
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from gazeclip.cli import main
 from gazeclip.data.synthetic import make_synthetic_dataset
-from gazeclip.engine.metrics import HEADLINE
+from gazeclip.evaluation.metrics import HEADLINE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gazeclip.engine.experiment import grid, load_experiment, run_experiment
+from gazeclip.experiment.runner import grid, load_experiment, run_experiment
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "gazeclip" / "configs" / "experiments" / "tiny.yaml"
 

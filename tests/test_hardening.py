@@ -20,7 +20,7 @@ import yaml
 
 import gazeclip
 from gazeclip.cli import main
-from gazeclip.engine.config import TrainConfig
+from gazeclip.run.config import TrainConfig
 
 SRC = Path(gazeclip.__file__).resolve().parent  # the package under test (main or this branch)
 
@@ -56,8 +56,8 @@ TAXONOMY = dict(classes=("real", "gan-a", "diff-a"), class_family={"real": "real
 
 def make_run(run: Path, nan_weights: bool = False):
     """A run folder with an untrained tiny whole-image model (what `train` leaves, minus training)."""
-    from gazeclip.engine.trainer import taxonomy_to_dict
-    from gazeclip.engine.utils import atomic_write_json
+    from gazeclip.train.trainer import taxonomy_to_dict
+    from gazeclip.run.utils import atomic_write_json
     from gazeclip.models import create_model
     from gazeclip.models.interface import Taxonomy
 
@@ -300,7 +300,7 @@ def test_predict_json_with_nan_model_reports_failed_faces(tmp_path, images, caps
 
 
 def test_metrics_json_has_no_nan(tmp_path):
-    from gazeclip.engine.utils import atomic_write_json
+    from gazeclip.run.utils import atomic_write_json
 
     atomic_write_json(tmp_path / "m.json", {"auc": float("nan"), "x": [np.float32("inf"), 1.5]})
     assert strict_json((tmp_path / "m.json").read_text()) == {"auc": None, "x": [None, 1.5]}
@@ -521,7 +521,7 @@ def test_gaze_cache_rewrites_damaged_entries(tmp_path):
 
 # ---------------------------------------------------------------- 7. resume from any kill
 def test_resume_without_checkpoint_starts_over_and_cleans_temp_files(syn, tmp_path):
-    from gazeclip.engine.trainer import Interrupted, train
+    from gazeclip.train.trainer import Interrupted, train
 
     run = tmp_path / "run"
     with pytest.raises(Interrupted):  # killed at step 1: before the first checkpoint (end of epoch 1)
@@ -536,7 +536,7 @@ def test_resume_without_checkpoint_starts_over_and_cleans_temp_files(syn, tmp_pa
 
 
 def test_kill_at_any_rename_of_the_model_save_leaves_a_loadable_model(tiny_backbone, tmp_path, monkeypatch):
-    from gazeclip.engine import trainer
+    from gazeclip.train import trainer
     from gazeclip.models import create_model, from_pretrained
     from gazeclip.models.interface import Taxonomy
 

@@ -12,10 +12,13 @@ Layers, bottom to top (a module may import its own layer and those below):
   3 gaze       gazeclip.gaze.*            gaze estimators and their cache
   4 models     gazeclip.models.*          backbones, GazeCLIP and baselines
   5 data       gazeclip.data.*, bench.*   manifests, datasets, benchmark builder; viz.plots (the
-                                          drawing primitives that engine writes its figures with)
-  6 engine     gazeclip.engine.*          training, evaluation, prediction; `gazeclip` (lazy API)
-  7 apps       gazeclip.viz.*, serve.*    Grad-CAM, t-SNE, the web app
-  8 cli        gazeclip.cli, __main__, demo, every `cli.py` / `cli_*.py` (parse, call, print)
+                                          drawing primitives that the modes write their figures with)
+  6 run        gazeclip.run.*             what every mode shares: run config, run folder, load_run
+  7 modes      gazeclip.train.*, evaluation.*, inference.*, export.*: side by side; none imports another
+  8 apps       gazeclip.viz.*, serve.*, experiment.*, `gazeclip` (the lazy API)
+  9 cli        gazeclip.cli, __main__, demo, every `cli.py` / `cli_*.py` (parse, call, print)
+A third check: a mode never imports another mode, so loading a model to predict never pulls in the
+trainer (and `import gazeclip; gazeclip.load(...)` is checked at run time in test_api.py).
 """
 from __future__ import annotations
 
@@ -25,9 +28,10 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "gazeclip"
 
 SHARED = {"atomic", "common", "registry", "errors", "safejson", "quiet", "records", "configs", "configfields"}
-STEPS = {"weights": 1, "faces": 2, "gaze": 3, "models": 4, "data": 5, "bench": 5, "engine": 6,
-         "viz": 7, "serve": 7}
-NAMES = ["shared", "weights", "faces", "gaze", "models", "data/bench", "engine", "viz/serve", "cli"]
+MODES = {"train", "evaluation", "inference", "export"}
+STEPS = {"weights": 1, "faces": 2, "gaze": 3, "models": 4, "data": 5, "bench": 5, "run": 6,
+         **dict.fromkeys(MODES, 7), "viz": 8, "serve": 8, "experiment": 8}
+NAMES = ["shared", "weights", "faces", "gaze", "models", "data/bench", "run", "modes", "apps", "cli"]
 
 
 def modules() -> dict[str, Path]:
@@ -41,10 +45,10 @@ def modules() -> dict[str, Path]:
 def layer(mod: str) -> int:
     parts = mod.split(".")
     last = parts[-1]
-    if mod == "gazeclip":  # the package itself: the lazy public API (gazeclip.load), over engine
-        return 6
-    if mod in ("gazeclip.cli", "gazeclip.__main__", "gazeclip.demo") or last == "cli" or last.startswith("cli_"):
+    if mod == "gazeclip":  # the package itself: the lazy public API (gazeclip.load), over inference
         return 8
+    if mod in ("gazeclip.cli", "gazeclip.__main__", "gazeclip.demo") or last == "cli" or last.startswith("cli_"):
+        return 9
     if mod == "gazeclip.viz.plots":
         return 5
     top = parts[1]
@@ -95,6 +99,18 @@ def test_no_lower_layer_imports_a_higher_one():
     bad = [f"{m} ({NAMES[layer(m)]}) imports {t} ({NAMES[layer(t)]})"
            for m, ts in sorted(graph().items()) for t in sorted(ts) if layer(t) > layer(m)]
     assert not bad, "imports that point up the data flow:\n" + "\n".join(bad)
+
+
+def mode_of(mod: str) -> str | None:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in MODES else None
+
+
+def test_no_mode_imports_another_mode():
+    """train, evaluation, inference and export sit side by side (their `cli` modules included)."""
+    bad = [f"{m} imports {t}" for m, ts in sorted(graph().items()) for t in sorted(ts)
+           if mode_of(m) and mode_of(t) and mode_of(m) != mode_of(t)]
+    assert not bad, "a mode imports another mode:\n" + "\n".join(bad)
 
 
 def test_no_import_cycles():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gazeclip.engine import utils as U
+from gazeclip.run import utils as U
 from gazeclip.models.interface import REGIONS, Batch, Taxonomy
 
 TX = Taxonomy(("real", "gan-a", "diff-a"), {"real": "real", "gan-a": "gan", "diff-a": "diffusion"},
@@ -32,7 +32,7 @@ def _model(backbone, seed: int = 0, std: float = 0.2):
 
 
 def _batch(n: int = 5, size: int = 32, gaze_dim: int = 512, seed: int = 0) -> Batch:
-    from gazeclip.engine.export import example_inputs
+    from gazeclip.export.exporter import example_inputs
 
     x = example_inputs(size, gaze_dim, n=n, seed=seed)
     return Batch(x["pixel_values"], x["gaze_vector"], x["gaze_pitchyaw"], x["gaze_features"], x["gaze_valid"],
@@ -88,7 +88,7 @@ def test_merged_lora_model_matches_and_leaves_the_backbone_alone(tiny_backbone):
 
 def test_prompt_embeddings_computed_once_in_eval(tiny_backbone, monkeypatch):
     from gazeclip.data.dataset import SampleSet
-    from gazeclip.engine.modeling import run_samples
+    from gazeclip.run.modeling import run_samples
 
     m = _model(tiny_backbone)
     calls = []
@@ -148,8 +148,8 @@ def exported(tmp_path_factory):
 
 
 def test_onnx_fp32_matches_torch_within_1e3_any_batch(exported):
-    from gazeclip.engine.evaluate import load_run
-    from gazeclip.engine.onnx_runtime import read_export_meta
+    from gazeclip.run.loader import load_run
+    from gazeclip.run.onnx_runtime import read_export_meta
 
     _, run = exported
     meta = read_export_meta(run / "export")
@@ -223,11 +223,11 @@ def test_bf16_predict_parity_on_real_photos(real_weights, tmp_path):
     import yaml
     from PIL import Image, ImageOps
 
-    from gazeclip.engine.config import TrainConfig
-    from gazeclip.engine.evaluate import load_run
-    from gazeclip.engine.predict import predict_paths
-    from gazeclip.engine.trainer import taxonomy_to_dict
-    from gazeclip.engine.utils import atomic_write_json
+    from gazeclip.run.config import TrainConfig
+    from gazeclip.run.loader import load_run
+    from gazeclip.inference.predict import predict_paths
+    from gazeclip.train.trainer import taxonomy_to_dict
+    from gazeclip.run.utils import atomic_write_json
     from gazeclip.weights import asset_path
 
     photos = ["photo-astronaut", "photo-grace-hopper", "photo-obama-fak", "photo-trump-fak", "photo-obama-fr",

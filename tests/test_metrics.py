@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from gazeclip.engine.metrics import EvalData, bootstrap, compute_metrics, detection_metrics, eer, hungarian_acc
+from gazeclip.evaluation.metrics import EvalData, bootstrap, compute_metrics, detection_metrics, eer, hungarian_acc
 
 
 def test_hungarian_acc_hand_computed():
@@ -99,7 +99,7 @@ def test_bootstrap_interval_brackets_estimate():
 
 
 def test_open_set_metrics_hand_computed():
-    from gazeclip.engine.metrics import per_generator_metrics
+    from gazeclip.evaluation.metrics import per_generator_metrics
 
     d = _fixture()
     # fake-conditional top probabilities: seen fakes (rows 2-5) are confident (logit 5 vs -5 among the
@@ -136,7 +136,7 @@ def test_open_set_metrics_hand_computed():
 
 
 def test_estimate_k_finds_the_clusters_without_the_oracle():
-    from gazeclip.engine.metrics import estimate_k
+    from gazeclip.evaluation.metrics import estimate_k
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (4, 16)) * 5
@@ -165,7 +165,7 @@ def test_bootstrap_resamples_estimated_k_assignment():
 def test_numpy_auc_and_ap_equal_sklearn():
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from gazeclip.engine.metrics import average_precision, binary_auc
+    from gazeclip.evaluation.metrics import average_precision, binary_auc
 
     rng = np.random.default_rng(0)
     for t in range(100):
@@ -180,7 +180,7 @@ def test_numpy_auc_and_ap_equal_sklearn():
 def test_numpy_nmi_and_ari_equal_sklearn():
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from gazeclip.engine.metrics import ari_score, nmi_score
+    from gazeclip.evaluation.metrics import ari_score, nmi_score
 
     rng = np.random.default_rng(1)
     for _ in range(100):

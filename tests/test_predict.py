@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gazeclip.engine.config import TrainConfig
-from gazeclip.engine.trainer import taxonomy_to_dict
-from gazeclip.engine.utils import atomic_write_json
+from gazeclip.run.config import TrainConfig
+from gazeclip.train.trainer import taxonomy_to_dict
+from gazeclip.run.utils import atomic_write_json
 from gazeclip.models.interface import Taxonomy
 
 FACE_KEYS = {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator", "gaze", "box",
@@ -115,7 +115,7 @@ def test_predict_csv_is_not_left_half_written(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
     from gazeclip.cli import main
-    from gazeclip.engine.detector import Detector
+    from gazeclip.inference.detector import Detector
 
     Image.new("RGB", (40, 30), (120, 30, 200)).save(tmp_path / "a.png")
     run = tmp_path / "run"

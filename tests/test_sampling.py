@@ -57,7 +57,7 @@ def test_no_labels_is_a_clear_error():
 
 
 def test_trainer_switch_defaults_off():
-    from gazeclip.engine.config import TrainConfig
+    from gazeclip.run.config import TrainConfig
 
     assert TrainConfig().balance_classes is False
     assert TrainConfig.from_dict({"balance_classes": True}).balance_classes is True

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gazeclip.engine.calibrate import calibration_record, detection_threshold_from, threshold_from
-from gazeclip.engine.verdict import decide, fake_conditional_probs, top_fake, unknown_score
+from gazeclip.run.calibrate import calibration_record, detection_threshold_from, threshold_from
+from gazeclip.run.verdict import decide, fake_conditional_probs, top_fake, unknown_score
 
 CLASSES = ("real", "g1", "g2")
 FAMILIES = ("real", "gan", "diffusion")

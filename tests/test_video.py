@@ -11,7 +11,7 @@ import pytest
 
 import gazeclip
 from gazeclip.cli import main
-from gazeclip.engine.video import IoUTracker, VideoOptions, box_iou, summarize_tracks, topk_mean
+from gazeclip.inference.video import IoUTracker, VideoOptions, box_iou, summarize_tracks, topk_mean
 from gazeclip.faces.video import VideoInfo, VideoReadError, iter_frames, probe, sample_indices
 from test_predict import make_run
 

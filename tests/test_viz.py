@@ -13,7 +13,7 @@ TX = Taxonomy(("real", "gan-a"), {"real": "real", "gan-a": "gan"}, {"real": "rea
 
 
 def _batch(model):
-    from gazeclip.engine.modeling import preprocess_of
+    from gazeclip.run.modeling import preprocess_of
 
     pre = preprocess_of(model)
     img = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)

@@ -80,7 +80,7 @@ def test_wheel_install_into_a_fresh_venv(tmp_path):
 
 
 def test_run_configs_by_name_or_path_and_user_model_configs(tmp_path, monkeypatch):
-    from gazeclip.engine.config import TrainConfig
+    from gazeclip.run.config import TrainConfig
     from gazeclip.models import add_model_config, list_models, model_config, registry
 
     assert TrainConfig.from_yaml("smoke").epochs == 4

@@ -7,10 +7,10 @@
 __version__ = "0.1.0"
 
 # The public API, imported on first use so that `import gazeclip` stays fast.
-_API = {"load": "gazeclip.engine.detector", "Detector": "gazeclip.engine.detector",
-        "VideoOptions": "gazeclip.engine.video", "FaceResult": "gazeclip.engine.results",
-        "ImageResult": "gazeclip.engine.results", "VideoResult": "gazeclip.engine.results",
-        "TrackResult": "gazeclip.engine.results"}
+_API = {"load": "gazeclip.inference.detector", "Detector": "gazeclip.inference.detector",
+        "VideoOptions": "gazeclip.inference.video", "FaceResult": "gazeclip.inference.results",
+        "ImageResult": "gazeclip.inference.results", "VideoResult": "gazeclip.inference.results",
+        "TrackResult": "gazeclip.inference.results"}
 
 __all__ = ["__version__", *_API]
 

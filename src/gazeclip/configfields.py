@@ -2,7 +2,7 @@
 fixed set of values, as peft's configs do), `config_from_dict` builds a config from plain YAML/JSON
 values and fails with one line naming the bad fields and the valid values.
 
-Both the run config (`gazeclip.engine.config.TrainConfig`) and the model configs
+Both the run config (`gazeclip.run.config.TrainConfig`) and the model configs
 (`gazeclip.models.config`) are declared with it, and `gazeclip train`'s flags are generated from
 the same metadata (`flag_fields`).
 

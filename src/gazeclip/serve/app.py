@@ -100,7 +100,7 @@ def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pendi
     from fastapi.responses import HTMLResponse
 
     from .. import __version__
-    from ..engine.results import detection_threshold
+    from ..inference.results import detection_threshold
     from ..faces.io import ImageReadError, decode_image
 
     max_bytes = int(max_upload_mb * 1e6)

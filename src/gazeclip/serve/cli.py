@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.detector import load
+    from ..inference.detector import load
     from .app import create_app
 
     try:

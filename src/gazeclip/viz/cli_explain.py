@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import load_run
+    from ..run.loader import load_run
     from .explain import explain
 
     try:

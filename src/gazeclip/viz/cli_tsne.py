@@ -54,7 +54,7 @@ def tsne_png(emb: np.ndarray, classes: list[str], seen: set[str], out, perplexit
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.compare import run_eval_data
+    from ..evaluation.compare import run_eval_data
 
     try:
         d, meta, _ = run_eval_data(Path(args.run), Path(args.data), args.protocol, args.device, not args.quiet)

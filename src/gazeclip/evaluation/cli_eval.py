@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, fmt, load_run
+    from ..run.loader import load_run
+    from .evaluate import evaluate, fmt
     from .metrics import HEADLINE
 
     try:

@@ -36,11 +36,11 @@ from ..data.feature_cache import FeatureCache
 from ..data.manifest import load_protocol, read_manifest, select_rows
 from ..data.sampling import BalancedSampler
 from ..models.interface import Taxonomy
-from . import utils as U
-from .config import TrainConfig
-from .modeling import (create_model, fill_pending, gaze_dim_of, load_model_weights, preprocess_of, prefix_id, run_model,
+from ..run import utils as U
+from ..run.config import TrainConfig
+from ..run.modeling import (create_model, fill_pending, gaze_dim_of, load_model_weights, preprocess_of, prefix_id, run_model,
                        supports_prefix, trainable_names, trainable_state)
-from .runfolder import (CHECKPOINT_FIX, clean_stale, load_checkpoint, read_taxonomy, rng_state, same_taxonomy,
+from ..run.folder import (CHECKPOINT_FIX, load_run_config, clean_stale, load_checkpoint, read_taxonomy, rng_state, same_taxonomy,
                         save_model, set_rng_state)
 
 
@@ -456,7 +456,7 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: _Data, state: dict, run_di
         writer.close()
     best = next(h for h in state["history"] if h["epoch"] == state["best_epoch"])
     if procs.main:
-        from .calibrate import calibrate_run
+        from ..run.calibrate import calibrate_run
 
         load_model_weights(model, run_dir / "model")  # the best epoch's weights
         calibrate_run(run_dir, data.val, cfg, procs.device, model=model)
@@ -467,38 +467,6 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: _Data, state: dict, run_di
             "feature_cache": data.cache is not None, "wall_s": round(time.time() - t0, 1)})
     U.barrier()
     return TrainResult(run_dir, state["best_epoch"], best, state["history"], state["stopped_early"])
-
-
-def read_run_yaml(run_dir: str | Path) -> dict:
-    """`RUN/config.yaml` as a mapping; `DamagedFileError` naming it when it is not one."""
-    import yaml
-
-    from ..errors import DamagedFileError
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a training run folder (no config.yaml); pass the --out of "
-                                "`gazeclip train`")
-    try:
-        d = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DamagedFileError(path, f"damaged YAML ({str(e).splitlines()[0][:100]})") from None
-    if not isinstance(d, dict):
-        raise DamagedFileError(path, "not a mapping of TrainConfig fields")
-    return d
-
-
-def load_run_config(run_dir: str | Path) -> TrainConfig:
-    from ..errors import DamagedFileError
-
-    path = Path(run_dir) / "config.yaml"
-    d = read_run_yaml(run_dir)
-    d.pop("data", None)
-    d.pop("world_size", None)
-    try:
-        return TrainConfig.from_dict(d, source=str(path))
-    except (TypeError, ValueError) as e:
-        raise DamagedFileError(path, str(e).removeprefix(f"{path}: ")) from None
 
 
 def _write_log(path: Path, history: list[dict]) -> None:

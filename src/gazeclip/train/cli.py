@@ -17,7 +17,7 @@ import sys
 
 from ..cli import key_value as _kv
 from ..configfields import flag_fields
-from .config import TrainConfig
+from ..run.config import TrainConfig
 
 
 def _flag(name: str) -> str:
@@ -89,7 +89,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .trainer import load_run_config, read_run_yaml, train
+    from ..run.folder import load_run_config, read_run_yaml
+    from .trainer import train
 
     data = args.data
     try:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"gazeclip train: {e}", file=sys.stderr)
         return 1
-    from .utils import is_main
+    from ..run.utils import is_main
 
     if is_main():
         b = res.best_metrics

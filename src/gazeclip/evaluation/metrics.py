@@ -11,7 +11,7 @@ Definitions (test split; "seen" = the protocol's train classes, i.e. real + seen
   accuracy under the best one-to-one cluster->class mapping (Hungarian).
 - n_clusters_estimated / cluster_acc_unseen_estk / nmi_unseen_estk: the same clustering with k
   chosen without the oracle count: the k in 2..min(10, n-1) with the best silhouette (k-means per k).
-- unknown_auroc: ROC AUC of the unknown score 1 - max_g p(g | fake) (gazeclip.engine.verdict),
+- unknown_auroc: ROC AUC of the unknown score 1 - max_g p(g | fake) (gazeclip.run.verdict),
   unseen-generator fakes (positive) vs seen-generator fakes (negative).
 - unknown_tpr_unseen / unknown_fpr_seen: the unknown flag at the run's calibrated threshold
   (p(g | fake) below it) on unseen-generator fakes / on seen-generator fakes; the flag as the
@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .verdict import fake_verdict, unknown_flag, unknown_score
+from ..run.verdict import fake_verdict, unknown_flag, unknown_score
 
 CLUSTER_K_MAX = 10  # design choice, not from the paper: the largest k tried when estimating the cluster count
 

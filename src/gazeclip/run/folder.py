@@ -24,6 +24,7 @@ import torch
 
 from ..errors import DamagedFileError, UnsafeFileError
 from ..models.interface import Taxonomy
+from .config import TrainConfig
 
 CHECKPOINT_FIX = ("move it away and run `gazeclip train --out RUN --resume` to start the run again from the "
                   "beginning")
@@ -190,3 +191,32 @@ def clean_stale(run_dir: str | Path) -> list[str]:
         shutil.rmtree(old, ignore_errors=True)
         removed.append("model.old")
     return removed
+
+
+def read_run_yaml(run_dir: str | Path) -> dict:
+    """`RUN/config.yaml` as a mapping; `DamagedFileError` naming it when it is not one."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a training run folder (no config.yaml); pass the --out of "
+                                "`gazeclip train`")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DamagedFileError(path, f"damaged YAML ({str(e).splitlines()[0][:100]})") from None
+    if not isinstance(d, dict):
+        raise DamagedFileError(path, "not a mapping of TrainConfig fields")
+    return d
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """`RUN/config.yaml` as a checked TrainConfig; `DamagedFileError` naming it when it is not one."""
+    path = Path(run_dir) / "config.yaml"
+    d = read_run_yaml(run_dir)
+    d.pop("data", None)
+    d.pop("world_size", None)
+    try:
+        return TrainConfig.from_dict(d, source=str(path))
+    except (TypeError, ValueError) as e:
+        raise DamagedFileError(path, str(e).removeprefix(f"{path}: ")) from None

@@ -89,7 +89,8 @@ def robustness_run(run_dir: str | Path, data_dir: str | Path, perturbations=PERT
                    progress: bool = False, cache_perturbed: bool = True, shared: dict | None = None) -> dict:
     from tqdm import tqdm
 
-    from .evaluate import eval_data, load_run, predict_samples, test_set
+    from ..run.loader import load_run
+    from .evaluate import eval_data, predict_samples, test_set
 
     data_dir = Path(data_dir)
     run = load_run(run_dir, device)

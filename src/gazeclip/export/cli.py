@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from .exporter import export_run
 
     out = Path(args.out) if args.out else Path(args.run) / "export"
     try:

@@ -31,7 +31,7 @@ class Detector:
 
     def __init__(self, run_dir: str | Path, device: str = "auto", face_cache: str | Path | None = None,
                  **options: Any):
-        from .evaluate import load_run
+        from ..run.loader import load_run
         from .predict import make_source
 
         # engine options (e.g. a runtime or precision choice) go to the run loader unchanged;
@@ -109,7 +109,7 @@ def load(run_dir: str | Path, device: str = "auto", face_cache: str | Path | Non
     """A trained run (a `gazeclip train --out` folder) ready to predict: `load(run).predict(x)`.
 
     device: auto | cpu | cuda[:N]; face_cache: a folder to cache face/gaze records of image files;
-    other keyword options go to the engine's run loader (`evaluate.load_run`): precision (auto,
+    other keyword options go to the engine's run loader (`gazeclip.run.loader.load_run`): precision (auto,
     the default: bf16 on CPUs with native bf16, else fp32 | bf16 | fp32 | int8 with runtime="onnx")
     and runtime ("torch" or "onnx": the run's `gazeclip export`)."""
     return Detector(run_dir, device=device, face_cache=face_cache, **options)

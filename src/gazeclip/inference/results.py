@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .verdict import DEFAULT_DETECTION_THRESHOLD, fake_verdict
+from ..run.verdict import DEFAULT_DETECTION_THRESHOLD, fake_verdict
 
 
 # ---------------------------------------------------------------- verdict

@@ -65,8 +65,8 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
     the one place where faces become model inputs and model outputs become records.
     An `ImageFaces` may carry the decoded image as `._image` (whole-image runs use it)."""
     from ..data.dataset import SampleSet, _empty_arrays, load_rgb, samples_from_faces
-    from .modeling import run_samples
-    from .verdict import decide
+    from ..run.modeling import run_samples
+    from ..run.verdict import decide
 
     mode = run.cfg.faces
     preprocess = run.preprocess

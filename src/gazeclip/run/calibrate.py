@@ -7,7 +7,7 @@
   fake. (Design choice, not from the paper, which reports threshold-free AUC.)
 - Unknown-generator threshold: validation holds only seen generators, so "unknown" is defined by
   what known generators look like: the `unknown_quantile` (default 5 %) quantile of the
-  fake-conditional top probability p(g | fake) (gazeclip.engine.verdict) over validation fakes
+  fake-conditional top probability p(g | fake) (gazeclip.run.verdict) over validation fakes
   whose generator is named correctly. A fake face whose p(g | fake) falls below it is flagged
   `unknown_generator` (design choice, not from the paper).
 """
@@ -102,8 +102,8 @@ def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
 def load_calibration(run_dir: str | Path) -> dict | None:
     """RUN/calibration.json (validated by `runfolder.read_calibration`: a damaged file raises
     `DamagedFileError` naming it), or None when absent or written before version 2 (its unknown
-    threshold is on another score; recalibrate it with `gazeclip.engine.evaluate.recalibrate`)."""
-    from .runfolder import read_calibration
+    threshold is on another score; recalibrate it with `gazeclip.evaluation.evaluate.recalibrate`)."""
+    from .folder import read_calibration
 
     p = Path(run_dir) / "calibration.json"
     if not p.is_file():

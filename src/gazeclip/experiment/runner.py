@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from . import utils as U
-from .config import TrainConfig
-from .runfolder import read_json_file
+from ..run import utils as U
+from ..run.config import TrainConfig
+from ..run.folder import read_json_file
 
 # mean ± sd table columns: (metrics.json key, short header); val_* come from the run's summary.json
 # (the kept epoch's validation figures: the only ones a choice between models may rest on)
@@ -225,8 +225,8 @@ def grid(cfg: ExperimentConfig, out: Path) -> list[Cell]:
 
 
 def _run_cell(cell: Cell, cfg: ExperimentConfig, data: Path) -> dict:
-    from .evaluate import evaluate
-    from .trainer import train
+    from ..evaluation.evaluate import evaluate
+    from ..train.trainer import train
 
     rd = cell.run_dir
     t0 = time.time()
@@ -310,8 +310,8 @@ def aggregate(cfg: ExperimentConfig, data: Path, n_boot: int | None = None, fail
               grid_wall_s: float | None = None, command: str | None = None) -> dict:
     """Tables over the finished runs of the grid (see the module docstring); n_boot 0 skips the
     bootstrap intervals."""
-    from .compare import run_eval_data
-    from .metrics import bootstrap_values, compute_metrics
+    from ..evaluation.compare import run_eval_data
+    from ..evaluation.metrics import bootstrap_values, compute_metrics
 
     out = cfg.out_dir()
     n_boot = cfg.n_boot if n_boot is None else n_boot

@@ -3,143 +3,24 @@ per-item predictions (predictions.npz, reused by `compare`)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..data.dataset import FaceDataset, SampleSet, manifest_samples
 from ..data.feature_cache import FeatureCache
 from ..data.manifest import Protocol, load_protocol, read_manifest, select_rows
-from ..models.interface import Taxonomy
-from . import utils as U
-from .config import TrainConfig
+from ..run import utils as U
+from ..run.loader import LoadedRun, load_run
+from ..run.modeling import Predictions, prefix_id, run_model, supports_prefix
 from .metrics import HEADLINE, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
-from .modeling import (Predictions, gaze_dim_of, load_pretrained, preprocess_of, prefix_id, run_model,
-                       supports_prefix)
-
-
-@dataclass
-class LoadedRun:
-    run_dir: Path
-    cfg: TrainConfig
-    taxonomy: Taxonomy
-    model: torch.nn.Module
-    device: torch.device
-    unknown_threshold: float | None
-    runtime: str = "torch"     # torch | onnx
-    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch) | int8 (onnx)
-    inference: bool = False    # prepared for inference only (LoRA merged): predict, export
-    gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
-    _sources: dict = field(default_factory=dict, repr=False, compare=False)
-    detection_threshold: float | None = None  # None: no v2 calibration (verdicts then use 0.5)
-
-    @property
-    def name(self) -> str:
-        return self.run_dir.name
-
-    def face_source(self, cache_dir: str | Path | None = None):
-        """The run's faces + gaze step (face detector, landmarker, gaze network), built once per
-        cache folder and reused by every later call; its gaze network in `gaze_precision`."""
-        from ..data.dataset import FaceGazeSource
-
-        key = str(cache_dir) if cache_dir else None
-        if key not in self._sources:
-            src = FaceGazeSource(self.cfg.faces, self.cfg.gaze_estimator, cache_dir, self.gaze_dim)
-            if self.gaze_precision == "bf16" and hasattr(src.estimator, "set_precision"):
-                src.estimator.set_precision(torch.bfloat16)
-            self._sources[key] = src
-        return self._sources[key]
-
-    @property
-    def preprocess(self):
-        return preprocess_of(self.model)
-
-    @property
-    def gaze_dim(self) -> int | None:
-        return gaze_dim_of(self.model)
-
-
-def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = None,
-             runtime: str = "torch") -> LoadedRun:
-    """The one loader of a run folder: every file is validated and a damaged one raises a
-    `DamagedFileError` naming it. The model's own taxonomy (stored with its weights and checked
-    against their digest) is the label space; a `taxonomy.json` that disagrees is refused.
-
-    precision None (the default; eval, robustness, explain): the model as trained, fp32.
-    precision auto | bf16 | fp32 (predict, export): an inference-only copy (LoRA merged, prompt
-    embeddings computed once); auto = bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and on
-    CUDA devices with bf16, else fp32. The gaze network of `face_source` runs in the same precision.
-    runtime onnx: the run's ONNX export (RUN itself or RUN/export, see `gazeclip export`) under
-    onnxruntime on the CPU; precision auto = int8 when exported, else fp32.
-    """
-    from ..errors import DamagedFileError
-    from .calibrate import load_calibration
-    from .runfolder import read_taxonomy, same_taxonomy
-    from .trainer import load_run_config
-
-    if runtime not in ("torch", "onnx"):
-        raise ValueError(f"runtime {runtime!r}: use torch or onnx")
-    run_dir = Path(run_dir)
-    if runtime == "onnx":
-        return _load_onnx_run(run_dir, device, precision)
-    cfg = load_run_config(run_dir)
-    if not (run_dir / "model").is_dir():
-        raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/); "
-                                "finish it with `gazeclip train --out RUN --resume`")
-    tx_path = run_dir / "taxonomy.json"
-    stored = read_taxonomy(tx_path) if tx_path.is_file() else None
-    # None for a run calibrated before v2: `recalibrate` it (evaluate does)
-    cal = load_calibration(run_dir) or {}
-    thr, det = cal.get("unknown_threshold"), cal.get("detection_threshold")
-    dev = U.resolve_device(device)
-    model = load_pretrained(run_dir / "model", cfg.clip).to(dev).eval()
-    taxonomy = getattr(model, "taxonomy", None) or stored
-    if taxonomy is None:
-        raise FileNotFoundError(f"{tx_path}: missing; finish the run with `gazeclip train --out RUN --resume`")
-    if stored is not None and not same_taxonomy(stored, taxonomy):
-        raise DamagedFileError(tx_path, "does not match the taxonomy stored with model/ (a reordered or edited list "
-                               "would rename generators)", "restore it, or delete it to use the model's own")
-    if precision is None:
-        return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, detection_threshold=det)
-    from ..models.inference import prepare_for_inference
-
-    dtype = U.autocast_dtype(precision, dev, inference=True)
-    prepare_for_inference(model, dtype)
-    prec = "bf16" if dtype is not None else "fp32"
-    return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, precision=prec, inference=True, gaze_precision=prec,
-                     detection_threshold=det)
-
-
-def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
-    """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel`."""
-    from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
-    from .calibrate import load_calibration
-    from .runfolder import read_taxonomy
-    from .trainer import load_run_config
-
-    if device not in ("auto", "cpu"):
-        raise ValueError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
-    run_dir = find_export(run_dir)
-    cfg = load_run_config(run_dir)
-    tx_path = run_dir / "taxonomy.json"
-    if not tx_path.is_file():
-        raise FileNotFoundError(f"{tx_path}: missing; export the run again with `gazeclip export`")
-    cal = load_calibration(run_dir) or {}
-    prec = resolve_onnx_precision(run_dir, precision)
-    # the gaze network stays in torch: bf16 where auto would pick it for the image tower
-    gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
-    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
-                     cal.get("unknown_threshold"), runtime="onnx", precision=prec, inference=True,
-                     gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"))
 
 
 def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) -> dict:
     """Recompute RUN/calibration.json on the *validation* split of `data_dir` with the run's
     trained model (for runs calibrated before the detection threshold existed)."""
     from ..data.dataset import build_taxonomy
-    from .calibrate import calibrate_run
+    from ..run.calibrate import calibrate_run
 
     data_dir = Path(data_dir)
     rows = read_manifest(data_dir)

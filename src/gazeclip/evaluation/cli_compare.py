@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .compare import compare_runs, print_table, table_markdown
-    from .utils import atomic_write_json, atomic_write_text
+    from ..run.utils import atomic_write_json, atomic_write_text
 
     try:
         res = compare_runs(args.runs, args.data, args.protocol, args.n_boot, args.seed, args.device,

@@ -1,6 +1,6 @@
 """`gazeclip experiment run CONFIG [--resume]`: models x seeds on one benchmark protocol, each
 evaluated once on the test split; tables of mean ± sd, paired bootstrap differences to a reference
-model and per-generator deltas under results/NAME/ (see gazeclip.engine.experiment).
+model and per-generator deltas under results/NAME/ (see gazeclip.experiment.runner).
 
     gazeclip experiment run p2-main              # a packaged config, or a path
     gazeclip experiment run p2-main --resume     # skip finished runs
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .experiment import load_experiment, run_experiment
+    from .runner import load_experiment, run_experiment
 
     try:
         cfg = load_experiment(args.config, data=args.data, out=args.out, device=args.device, n_boot=args.n_boot)

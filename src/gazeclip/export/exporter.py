@@ -32,7 +32,7 @@ from torch import nn
 
 from ..models.interface import REGIONS, Batch
 
-from .onnx_runtime import FILES, FORMAT, INPUTS, OUTPUTS, session as _session  # noqa: F401 (re-exported)
+from ..run.onnx_runtime import FILES, FORMAT, INPUTS, OUTPUTS, session as _session  # noqa: F401 (re-exported)
 OPSET = 17
 
 
@@ -113,8 +113,8 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
     """Export a training run (see the module docstring). Returns the written export.json."""
     from importlib.metadata import version
 
-    from .evaluate import load_run
-    from .utils import atomic_write_json
+    from ..run.loader import load_run
+    from ..run.utils import atomic_write_json
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..viz.plots import robustness_png
     from .evaluate import fmt
     from .robustness import robustness_run
-    from .utils import atomic_write_json
+    from ..run.utils import atomic_write_json
 
     kinds = [k.strip() for k in args.perturbations.split(",") if k.strip()]
     bad = [k for k in kinds if k not in PERTURBATIONS]

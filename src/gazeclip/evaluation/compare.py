@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import load_calibration
+from ..run.calibrate import load_calibration
 from .metrics import HEADLINE, EvalData, bootstrap, compute_metrics
-from .modeling import Predictions
+from ..run.modeling import Predictions
 
 COLUMNS = ["attribution_acc_seen", "family_acc_unseen", "cluster_acc_unseen", "nmi_unseen", "ari_unseen",
            "detection_auc", "detection_auc_unseen", "detection_eer", "detection_ap"]
@@ -45,7 +45,7 @@ def run_eval_data(run_dir: Path, data_dir: Path, protocol: str | None, device: s
     run_dir = Path(run_dir)
     if not (reuse and _eval_is_current(run_dir, data_dir, protocol)):
         evaluate(run_dir, data_dir, protocol, device=device, progress=progress)
-    from .runfolder import read_json_file, read_taxonomy
+    from ..run.folder import read_json_file, read_taxonomy
 
     meta = read_json_file(run_dir / "eval" / "metrics.json")
     preds, extra = Predictions.load(run_dir / "eval" / "predictions.npz")
