@@ -35,7 +35,7 @@ def main() -> int:
 
     from gazeclip.data.dataset import FaceDataset, SampleSet, collate
     from gazeclip.data.feature_cache import FeatureCache
-    from gazeclip.run.modeling import fill_pending, preprocess_of, prefix_id
+    from gazeclip.run.modeling import fill_pending, prefix_id
     from gazeclip.train.trainer import _Step
     from gazeclip.models import create_model
     from gazeclip.models.interface import REGIONS, Taxonomy
@@ -49,7 +49,7 @@ def main() -> int:
     except Exception as e:  # noqa: BLE001 - e.g. weights not pulled
         print(f"cannot build {args.model} on {args.backbone} ({e}); try --backbone tiny-random", file=sys.stderr)
         return 1
-    pre = preprocess_of(model)
+    pre = model.preprocess
     gd = getattr(model.config, "gaze_feature_dim", 512)
     rng = np.random.default_rng(0)
     n, s = args.n, pre.size

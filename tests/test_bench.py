@@ -297,13 +297,13 @@ def test_train_forgers_quick(tmp_path):
     """train-forgers end to end with 2 steps on random data: checkpoints written, fp16, loadable."""
     import numpy as np
 
-    from gazeclip.bench.train import ORDER, load_checkpoint, train_forgers
+    from gazeclip.bench.train import ORDER, load_generator_checkpoint, train_forgers
 
     data = (np.random.default_rng(0).random((64, 64, 64, 3)) * 255).astype(np.uint8)
     res = train_forgers(root=tmp_path, steps=2, threads=1, data=data)
     assert [m["name"] for m in res] == ORDER
     for m in res:
-        state, meta = load_checkpoint(m["name"], tmp_path)
+        state, meta = load_generator_checkpoint(m["name"], tmp_path)
         assert meta["steps_done"] == 2 and meta["cpu_minutes"] >= 0 and state
 
 

@@ -67,6 +67,20 @@ def test_train_config_choices_checked_when_built():
         TrainConfig().replace(cache_dtype="int8")
 
 
+
+def test_model_configs_check_themselves_when_built_directly():
+    """As peft's LoraConfig: building a config from Python checks it like YAML does."""
+    from gazeclip.models.config import GazeCLIPConfig, LinearProbeConfig, PromptConfig, ZeroShotConfig
+
+    with pytest.raises(ValueError, match="GazeCLIPConfig: fusion='bogus' is not one of: gated, add, concat"):
+        GazeCLIPConfig(fusion="bogus")
+    with pytest.raises(ValueError, match="lora_rank='eight' must be an integer"):
+        GazeCLIPConfig(lora_rank="eight")
+    with pytest.raises(ValueError, match="PromptConfig"):
+        PromptConfig(l1=3)
+    for cls in (GazeCLIPConfig, LinearProbeConfig, ZeroShotConfig, PromptConfig):
+        assert cls() == cls()  # the defaults pass their own check
+
 def _train_args(*argv: str):
     return build_parser(["train", *argv]).parse_args(["train", *argv])
 

@@ -299,6 +299,20 @@ def test_predict_json_with_nan_model_reports_failed_faces(tmp_path, images, caps
     assert all(set(r) == {"path", "face", "error"} and "not a number" in r["error"] for r in recs)
 
 
+
+def test_api_gives_one_result_per_image_when_a_face_output_is_nan(tmp_path, images, capsys):
+    """A face the model cannot score (NaN output) makes its image's result an error: still exactly
+    one ImageResult per input, whose records() are the lines `predict --json` prints."""
+    import gazeclip
+
+    run = tmp_path / "run"
+    make_run(run, nan_weights=True)
+    results = gazeclip.load(run).predict(images)
+    assert [r.source for r in results] == [str(p) for p in images]
+    assert all(not r.ok and "not a number" in r.error and r.faces == [] for r in results)
+    _, recs, _ = predict_json(capsys, [*images, "--run", run])
+    assert [rec for r in results for rec in r.records()] == recs
+
 def test_metrics_json_has_no_nan(tmp_path):
     from gazeclip.run.utils import atomic_write_json
 

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from gazeclip.evaluation.metrics import EvalData, bootstrap, compute_metrics, detection_metrics, eer, hungarian_acc
+from gazeclip.evaluation.bootstrap import bootstrap
+from gazeclip.evaluation.metrics import EvalData, compute_metrics, detection_metrics, eer, hungarian_acc
 
 
 def test_hungarian_acc_hand_computed():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gazeclip.data.dataset import FaceDataset, SampleSet, _empty_arrays, collate
+from gazeclip.data.dataset import FaceDataset, SampleSet, whole_image_arrays, collate
 from gazeclip.data.perturb import LEVELS, PERTURBATIONS, perturb
 from gazeclip.models.interface import Taxonomy
 
@@ -13,11 +13,10 @@ TX = Taxonomy(("real", "gan-a"), {"real": "real", "gan-a": "gan"}, {"real": "rea
 
 
 def _batch(model):
-    from gazeclip.run.modeling import preprocess_of
 
-    pre = preprocess_of(model)
+    pre = model.preprocess
     img = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)
-    a = _empty_arrays(img, pre.size, 512)
+    a = whole_image_arrays(img, pre.size, 512)
     s = SampleSet(["x"], ["real"], a[0][None], a[1][None], a[2][None], a[3][None], np.array([False]), a[5][None],
                   np.array([0]))
     return collate([FaceDataset(s, TX, pre)[0]])[0]

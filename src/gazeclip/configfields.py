@@ -22,6 +22,8 @@ import typing
 from dataclasses import MISSING, Field, field, fields
 from typing import Any, TypeVar
 
+from .errors import UsageError
+
 C = TypeVar("C")
 
 
@@ -113,14 +115,14 @@ def check_values(cls: type, values: dict[str, Any], where: str = "") -> dict[str
     valid = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(valid))
     if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; known keys: {', '.join(valid)}")
+        raise UsageError(f"{where}: unknown keys {unknown}; known keys: {', '.join(valid)}")
     out, problems = {}, []
     for name, v in values.items():
         out[name], problem = _check_value(cls, valid[name], v, where)
         if problem:
             problems.append(problem)
     if problems:
-        raise ValueError(f"{where}: {'; '.join(problems)}")
+        raise UsageError(f"{where}: {'; '.join(problems)}")
     return out
 
 

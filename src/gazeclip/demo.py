@@ -139,13 +139,13 @@ def _train(name: str, backbone: str, data: Path, protocol: str, run: Path, epoch
 
 
 def _compare(runs: list[str], data: Path, n_boot: int, out: Path) -> None:
-    from .evaluation.compare import compare_runs, print_table, table_markdown
+    from .evaluation.compare import compare_runs, print_table, comparison_markdown
     from .run.utils import atomic_write_json, atomic_write_text
 
     res = compare_runs(runs, data, None, n_boot, 0, "auto", progress=True)
     print_table(res)
     atomic_write_json(out / "compare.json", res)
-    atomic_write_text(out / "compare.md", table_markdown(res) + "\n")
+    atomic_write_text(out / "compare.md", comparison_markdown(res) + "\n")
     print(f"wrote {out}/compare.json, compare.md")
 
 

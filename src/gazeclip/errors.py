@@ -25,3 +25,16 @@ class DamagedFileError(GazeclipError, ValueError):
 class UnsafeFileError(DamagedFileError):
     """A file asks for something gazeclip refuses on principle (pickled code, paths outside the
     data folder, an image larger than the pixel limit)."""
+
+
+class UsageError(GazeclipError, ValueError):
+    """A bad option, name or value given by the user (a ValueError, so callers written for one keep
+    working)."""
+
+
+class MissingFileError(GazeclipError, FileNotFoundError):
+    """A file or folder the command needs is not there; the message says which command makes it."""
+
+
+class OutputExistsError(GazeclipError, FileExistsError):
+    """The output would overwrite something that is not ours to replace."""

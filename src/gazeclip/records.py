@@ -68,3 +68,6 @@ class ImageFaces:
     faces: list[FaceGaze] = field(default_factory=list)
     size: tuple[int, int] | None = None  # (width, height) of the original image
     error: str | None = None
+    # the decoded RGB image, kept only in memory for whole-image runs (faces: none) and in-memory
+    # inputs, so that the crop needs no second read; never cached or serialised
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)

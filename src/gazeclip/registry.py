@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Callable, Generic, TypeVar
 
+from .errors import UsageError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError, ValueError):
-    """A name no registry holds. A KeyError (a lookup) and a ValueError (a bad argument), so callers
-    written for either keep working; its text names the known names."""
+class UnknownNameError(UsageError, KeyError):
+    """A name no registry holds: a user error (one line at the command line), and a KeyError (a
+    lookup) and a ValueError (a bad argument), so callers written for either keep working; its text
+    names the known names."""
 
     def __init__(self, kind: str, name: str, known: list[str], plural: str | None = None):
         self.kind, self.name, self.known = kind, name, list(known)

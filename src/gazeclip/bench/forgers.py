@@ -123,9 +123,9 @@ class TrainedForger(Forger):
 
     def load(self):
         from . import nets
-        from .train import load_checkpoint
+        from .train import load_generator_checkpoint
 
-        state, meta = load_checkpoint(self.ckpt)
+        state, meta = load_generator_checkpoint(self.ckpt)
         net = self.build(nets, meta["arch"])
         net.load_state_dict(state)
         return net.eval()
@@ -198,9 +198,9 @@ class LDMMSGForger(TrainedForger):
 
     def load(self):
         from . import nets
-        from .train import load_checkpoint
+        from .train import load_generator_checkpoint
 
-        state, meta = load_checkpoint(self.ckpt)
+        state, meta = load_generator_checkpoint(self.ckpt)
         a = meta["arch"]
         m = nets.MLPDenoiser(zdim=a["zdim"], width=a["width"], nblocks=a["nblocks"])
         m.load_state_dict({k[len("denoiser."):]: v for k, v in state.items() if k.startswith("denoiser.")})

@@ -63,7 +63,7 @@ def save_checkpoint(state: dict[str, torch.Tensor], meta: dict, path: Path) -> N
         os.chmod(tmp, 0o644)
 
 
-def load_checkpoint(name: str, root: Path | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+def load_generator_checkpoint(name: str, root: Path | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -168,7 +168,7 @@ def train_vae(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, **_) ->
 
 
 def train_ldm(data: torch.Tensor, spec: TrainSpec, gen: torch.Generator, root: Path | None = None, **_) -> dict:
-    vstate, vmeta = load_checkpoint("vae-msg", root)
+    vstate, vmeta = load_generator_checkpoint("vae-msg", root)
     V = nets.VecVAE(ch=vmeta["arch"]["ch"], zdim=vmeta["arch"]["zdim"])
     V.load_state_dict(vstate)
     V.eval()

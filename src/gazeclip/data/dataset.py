@@ -138,13 +138,13 @@ class FaceGazeSource:
             try:
                 img = load_rgb(p)
                 res = ImageFaces(path=str(p), faces=[], size=(img.shape[1], img.shape[0]))
-                res._image = img  # whole-image crop, no second read
+                res.image = img  # whole-image crop, no second read
                 yield res
             except Exception as e:  # noqa: BLE001 - any unreadable file is reported by name
                 yield ImageFaces(path=str(p), error=f"{type(e).__name__}: {e}")
 
 
-def _best_face(faces: list) -> int:
+def best_face_index(faces: list) -> int:
     def score(fg):
         x0, y0, x1, y1 = fg.face.box
         return fg.face.score * max(1.0, (x1 - x0) * (y1 - y0))
@@ -166,7 +166,7 @@ def face_arrays(fg, size: int, gaze_dim: int) -> tuple:
     return (crop, np.asarray(g.vector, np.float32), np.array([g.pitch, g.yaw], np.float32), feats, True, boxes)
 
 
-def _empty_arrays(img: np.ndarray, size: int, gaze_dim: int) -> tuple:
+def whole_image_arrays(img: np.ndarray, size: int, gaze_dim: int) -> tuple:
     full = np.tile(np.array([0, 0, 1, 1], np.float32), (len(REGIONS), 1))
     return (square_resize(img, size), np.zeros(3, np.float32), np.zeros(2, np.float32),
             np.zeros(gaze_dim, np.float32), False, full)
@@ -182,16 +182,16 @@ def build_samples(paths: Sequence[str], classes: Sequence[str], source: FaceGaze
             errors.append((str(p), res.error))
             continue
         if res.faces:
-            items.append(face_arrays(res.faces[_best_face(res.faces)], size, source.gaze_dim) + (len(res.faces),))
+            items.append(face_arrays(res.faces[best_face_index(res.faces)], size, source.gaze_dim) + (len(res.faces),))
         else:
-            img = getattr(res, "_image", None)
+            img = res.image
             if img is None:
                 try:
                     img = load_rgb(p)
                 except Exception as e:  # noqa: BLE001
                     errors.append((str(p), f"{type(e).__name__}: {e}"))
                     continue
-            items.append(_empty_arrays(img, size, source.gaze_dim) + (0,))
+            items.append(whole_image_arrays(img, size, source.gaze_dim) + (0,))
         keep_paths.append(str(p))
         keep_cls.append(c)
     if not items:

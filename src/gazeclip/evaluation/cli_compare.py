@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, print_table, table_markdown
+    from .compare import compare_runs, print_table, comparison_markdown
     from ..run.utils import atomic_write_json, atomic_write_text
 
     try:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip compare: {e}", file=sys.stderr)
         return 1
-    md = table_markdown(res)
+    md = comparison_markdown(res)
     if args.markdown:
         print(md)
     else:

@@ -8,15 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ..run.calibrate import load_calibration
-from .metrics import HEADLINE, EvalData, bootstrap, compute_metrics
 from ..run.modeling import Predictions
+from .bootstrap import bootstrap, check_same_test_items, paired_resamples
+from .metrics import HEADLINE, METRIC_LABELS, OPEN_SET, EvalData, compute_metrics
 
 COLUMNS = ["attribution_acc_seen", "family_acc_unseen", "cluster_acc_unseen", "nmi_unseen", "ari_unseen",
            "detection_auc", "detection_auc_unseen", "detection_eer", "detection_ap"]
-SHORT = {"attribution_acc_seen": "ACC seen", "family_acc_unseen": "fam ACC unseen",
-         "cluster_acc_unseen": "clu ACC unseen", "nmi_unseen": "NMI unseen", "ari_unseen": "ARI unseen",
-         "detection_auc": "AUC", "detection_auc_unseen": "AUC unseen", "detection_eer": "EER",
-         "detection_ap": "AP", "detection_acc": "det ACC"}
 
 
 def _eval_is_current(run_dir: Path, data_dir: Path, protocol: str | None) -> bool:
@@ -29,7 +26,7 @@ def _eval_is_current(run_dir: Path, data_dir: Path, protocol: str | None) -> boo
         return False  # damaged: evaluated again
     if not isinstance(meta, dict):
         return False
-    if "fpr_real_at_threshold" not in meta:  # written before the open-set metrics: evaluate again
+    if not set(HEADLINE + OPEN_SET) <= set(meta):  # not every metric this version reports: evaluate again
         return False
     same_data = meta.get("data") == str(Path(data_dir).resolve())
     return same_data and (protocol is None or meta.get("protocol") == protocol) and \
@@ -63,14 +60,10 @@ def compare_runs(runs: list[str | Path], data_dir: str | Path, protocol: str | N
                  seed: int = 0, device: str = "auto", progress: bool = False) -> dict:
     data_dir = Path(data_dir)
     loaded = [run_eval_data(Path(r), data_dir, protocol, device, progress) for r in runs]
-    ref_paths = loaded[0][2]
-    for (d, meta, paths), r in zip(loaded, runs):
-        if len(paths) != len(ref_paths) or not np.array_equal(paths, ref_paths):
-            raise ValueError(f"{r}: evaluated on a different test split than {runs[0]}; compare runs of one "
-                             "protocol on one dataset")
-    rng = np.random.default_rng(seed)
-    n = len(ref_paths)
-    idx_sets = [rng.integers(0, n, n) for _ in range(n_boot)]  # paired: the same resamples for every run
+    check_same_test_items({str(r): paths for r, (_, _, paths) in zip(runs, loaded)},
+                          "compare runs of one protocol on one dataset")
+    n = len(loaded[0][2])
+    idx_sets = paired_resamples(n, n_boot, seed)  # paired: the same resamples for every run
     out = {"data": str(data_dir.resolve()), "n_test": n, "n_boot": n_boot, "runs": {}}
     for (d, meta, _), r in zip(loaded, runs):
         point = compute_metrics(d)
@@ -91,8 +84,8 @@ def _cell(v, ci) -> str:
     return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def table_markdown(res: dict) -> str:
-    head = "| run | model | " + " | ".join(SHORT[c] for c in COLUMNS) + " |"
+def comparison_markdown(res: dict) -> str:
+    head = "| run | model | " + " | ".join(METRIC_LABELS[c] for c in COLUMNS) + " |"
     sep = "| --- | --- | " + " | ".join("---:" for _ in COLUMNS) + " |"
     lines = [head, sep]
     for name, r in res["runs"].items():
@@ -109,13 +102,13 @@ def print_table(res: dict) -> None:
         from rich.console import Console
         from rich.table import Table
     except ImportError:  # pragma: no cover
-        print(table_markdown(res))
+        print(comparison_markdown(res))
         return
     t = Table(title=f"test split, n = {res['n_test']}; 95% paired bootstrap intervals ({res['n_boot']})")
     t.add_column("run")
     t.add_column("model")
     for c in COLUMNS:
-        t.add_column(SHORT[c], justify="right")
+        t.add_column(METRIC_LABELS[c], justify="right")
     for name, r in res["runs"].items():
         t.add_row(name, str(r["model"]), *[_cell(r["metrics"].get(c), r["ci95"][c]).replace(" [", "\n[")
                                            for c in COLUMNS])

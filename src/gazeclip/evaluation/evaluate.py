@@ -12,7 +12,7 @@ from ..data.feature_cache import FeatureCache
 from ..data.manifest import Protocol, load_protocol, read_manifest, select_rows
 from ..run import utils as U
 from ..run.loader import LoadedRun, load_run
-from ..run.modeling import Predictions, prefix_id, run_model, supports_prefix
+from ..run.modeling import Predictions, prefix_id, run_model
 from .metrics import HEADLINE, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
 
 
@@ -60,7 +60,7 @@ def dataset_of(run: LoadedRun, samples: SampleSet, data_dir: str | Path | None =
     """The run's dataset over `samples`, reading (and first filling) the data folder's frozen-prefix
     feature cache when the run trained with one."""
     cache = None
-    if use_cache and run.cfg.feature_cache and supports_prefix(run.model) and data_dir is not None:
+    if use_cache and run.cfg.feature_cache and run.model.supports_prefix_cache and data_dir is not None:
         cache = FeatureCache(run.cfg.cache_dir or Path(data_dir) / ".cache" / "features", prefix_id(run.model),
                              run.cfg.cache_dtype)
         pre = run.preprocess

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..run.scores import binary_auc, roc_points
 from ..run.verdict import fake_verdict, unknown_flag, unknown_score
 
 CLUSTER_K_MAX = 10  # design choice, not from the paper: the largest k tried when estimating the cluster count
@@ -58,38 +59,12 @@ def hungarian_acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return hungarian_mapping(y_true, y_pred)[1] / y_true.size
 
 
-def _roc(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC points at every distinct score, highest first, starting at (0, 0): (fpr, tpr, precision).
-    numpy only (the bootstrap calls this thousands of times; sklearn's checks cost ~1 ms a call);
-    equal to sklearn's roc_curve / precision at each threshold (tested against hand-computed values)."""
-    y = np.asarray(y).astype(bool)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]  # last index of each distinct score
-    tp = np.cumsum(y)[last].astype(np.float64)
-    fp = (last + 1) - tp
-    npos, nneg = y.sum(), (~y).sum()
-    fpr = np.r_[0.0, fp / max(nneg, 1)]
-    tpr = np.r_[0.0, tp / max(npos, 1)]
-    return fpr, tpr, tp / (tp + fp)
-
-
-def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC (ties count one half), NaN unless both classes are present."""
-    y = np.asarray(y).astype(bool)
-    if y.all() or not y.any():
-        return float("nan")
-    fpr, tpr, _ = _roc(y, score)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
 def average_precision(y: np.ndarray, score: np.ndarray) -> float:
     """sklearn's average_precision_score: sum over thresholds of (recall step) x precision."""
     y = np.asarray(y).astype(bool)
     if not y.any():
         return float("nan")
-    _, tpr, prec = _roc(y, score)
+    _, tpr, prec = roc_points(y, score)
     return float(np.sum(np.diff(tpr) * prec))
 
 
@@ -98,7 +73,7 @@ def eer(y: np.ndarray, score: np.ndarray) -> float:
     y = np.asarray(y)
     if len(np.unique(y)) < 2:
         return float("nan")
-    fpr, tpr, _ = _roc(y, score)
+    fpr, tpr, _ = roc_points(y, score)
     fnr = 1 - tpr
     d = fpr - fnr  # increases from -1 (fpr 0, fnr 1) to +1
     i = int(np.argmax(d >= 0))
@@ -317,6 +292,18 @@ HEADLINE = ["attribution_acc_seen", "family_acc_unseen", "cluster_acc_unseen", "
 OPEN_SET = ["unknown_auroc", "unknown_tpr_unseen", "unknown_fpr_seen", "n_clusters_estimated",
             "cluster_acc_unseen_estk", "fpr_real_at_threshold", "tpr_fake_at_threshold"]
 PRIVATE = ("_cluster_assign", "_cluster_assign_estk", "_k_est")
+# The one table of metric names -> short column headers that every table (compare, experiment) uses;
+# val_* are the kept epoch's validation figures (the run's summary.json)
+METRIC_LABELS = {
+    "val_acc": "val ACC", "val_auc": "val AUC",
+    "attribution_acc_seen_generators": "ACC seen gen.", "attribution_acc_seen": "ACC seen (+real)",
+    "family_acc_unseen": "family ACC unseen", "cluster_acc_unseen": "cluster ACC unseen (oracle k)",
+    "cluster_acc_unseen_estk": "cluster ACC unseen (est. k)", "n_clusters_estimated": "est. k",
+    "nmi_unseen": "NMI unseen", "ari_unseen": "ARI unseen", "detection_auc": "AUC", "detection_auc_unseen": "AUC unseen",
+    "detection_acc": "det ACC", "detection_eer": "EER", "detection_ap": "AP",
+    "fpr_real_at_threshold": "FPR real @thr", "tpr_fake_at_threshold": "TPR fake @thr",
+    "unknown_auroc": "unknown AUROC", "unknown_tpr_unseen": "unknown TPR unseen", "unknown_fpr_seen": "unknown FPR seen",
+}
 
 
 def public(m: dict) -> dict:
@@ -353,43 +340,3 @@ def per_generator_metrics(d: EvalData, cluster_assign: np.ndarray | None = None)
             rec["cluster_recall"] = math.nan
         out[g] = rec
     return out
-
-
-def bootstrap_values(d: EvalData, keys: list[str], n_boot: int = 1000, seed: int = 0,
-                     idx_sets: list[np.ndarray] | None = None, base: dict | None = None) -> dict[str, np.ndarray]:
-    """Each key's value on `n_boot` resamples of the test items (with replacement). Clustering is
-    not refit: the full-test k-means assignments (oracle k and estimated k) are resampled with
-    their items (cheap, and the spread then reflects sampling of items, not k-means restarts)."""
-
-    base = base if base is not None else compute_metrics(d, seed=seed)
-    assign_full, assign_est, k_est = base.get("_cluster_assign"), base.get("_cluster_assign_estk"), base.get("_k_est")
-    cls = np.array(d.classes)
-    unseen_pos = np.cumsum(np.isin(cls, d.unseen)) - 1
-    rng = np.random.default_rng(seed)
-    vals = {k: np.full(n_boot, np.nan) for k in keys}
-    for b in range(n_boot):
-        idx = idx_sets[b] if idx_sets is not None else rng.integers(0, len(cls), len(cls))
-        sel = unseen_pos[idx[np.isin(cls[idx], d.unseen)]]
-        ca = assign_full[sel] if assign_full is not None else None
-        ce = assign_est[sel] if assign_est is not None else None
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mb = compute_metrics(d.subset(idx), cluster_assign=ca, cluster_assign_estk=ce, k_est=k_est or 0)
-        for k in keys:
-            v = mb.get(k, math.nan)
-            vals[k][b] = v if isinstance(v, (int, float)) else math.nan
-    return vals
-
-
-def percentile_interval(v: np.ndarray) -> tuple[float, float]:
-    v = np.asarray(v, dtype=np.float64)
-    if not np.isfinite(v).any():
-        return math.nan, math.nan
-    return float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))
-
-
-def bootstrap(d: EvalData, keys: list[str], n_boot: int = 1000, seed: int = 0,
-              idx_sets: list[np.ndarray] | None = None) -> dict[str, tuple[float, float]]:
-    """95% percentile intervals over test items resampled with replacement (see bootstrap_values)."""
-    vals = bootstrap_values(d, keys, n_boot, seed, idx_sets)
-    return {k: percentile_interval(v) for k, v in vals.items()}

@@ -38,31 +38,17 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..evaluation.metrics import METRIC_LABELS
 from ..run import utils as U
 from ..run.config import TrainConfig
 from ..run.folder import read_json_file
 
-# mean ± sd table columns: (metrics.json key, short header); val_* come from the run's summary.json
+# mean ± sd table columns (headers: evaluation.metrics.METRIC_LABELS); val_* come from the run's summary.json
 # (the kept epoch's validation figures: the only ones a choice between models may rest on)
-TABLE_KEYS: list[tuple[str, str]] = [
-    ("val_acc", "val ACC"),
-    ("val_auc", "val AUC"),
-    ("attribution_acc_seen_generators", "ACC seen gen."),
-    ("attribution_acc_seen", "ACC seen (+real)"),
-    ("family_acc_unseen", "family ACC unseen"),
-    ("cluster_acc_unseen", "cluster ACC unseen (oracle k)"),
-    ("cluster_acc_unseen_estk", "cluster ACC unseen (est. k)"),
-    ("n_clusters_estimated", "est. k"),
-    ("nmi_unseen", "NMI unseen"),
-    ("detection_auc", "AUC"),
-    ("detection_auc_unseen", "AUC unseen"),
-    ("detection_eer", "EER"),
-    ("fpr_real_at_threshold", "FPR real @thr"),
-    ("tpr_fake_at_threshold", "TPR fake @thr"),
-    ("unknown_auroc", "unknown AUROC"),
-    ("unknown_tpr_unseen", "unknown TPR unseen"),
-    ("unknown_fpr_seen", "unknown FPR seen"),
-]
+TABLE_KEYS = ["val_acc", "val_auc", "attribution_acc_seen_generators", "attribution_acc_seen", "family_acc_unseen",
+              "cluster_acc_unseen", "cluster_acc_unseen_estk", "n_clusters_estimated", "nmi_unseen", "detection_auc",
+              "detection_auc_unseen", "detection_eer", "fpr_real_at_threshold", "tpr_fake_at_threshold",
+              "unknown_auroc", "unknown_tpr_unseen", "unknown_fpr_seen"]
 NOT_PERCENT = {"n_clusters_estimated"}
 # the short table (headline.md, and the README's): model choice on validation, attribution, detection
 # with its false-positive rate on real faces at the shipped threshold, the open-set figures
@@ -75,7 +61,7 @@ PER_GEN_KEYS = ["attribution_acc", "cluster_recall", "detection_auc", "called_fa
 
 
 @dataclass
-class ModelSpec:
+class ExperimentModel:
     """One row of the grid: a registered model, with optional switches and training overrides."""
 
     label: str
@@ -88,7 +74,7 @@ class ModelSpec:
 class ExperimentConfig:
     name: str
     data: str
-    models: list[ModelSpec]
+    models: list[ExperimentModel]
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     protocol: str = "P2"
     reference: str | None = None     # label of the reference model (default: the second model)
@@ -151,7 +137,7 @@ def experiment_from_dict(raw: dict, source: str = "experiment") -> ExperimentCon
         bad = sorted(set(m) - _MODEL_KEYS)
         if bad:
             raise ValueError(f"{source}: models[{i}] has unknown keys {bad}; known: {', '.join(sorted(_MODEL_KEYS))}")
-        models.append(ModelSpec(str(m.get("label", m["model"])), str(m["model"]), dict(m.get("model_overrides") or {}),
+        models.append(ExperimentModel(str(m.get("label", m["model"])), str(m["model"]), dict(m.get("model_overrides") or {}),
                                 dict(m.get("train") or {})))
     labels = [m.label for m in models]
     if len(set(labels)) != len(labels):
@@ -170,7 +156,7 @@ def experiment_from_dict(raw: dict, source: str = "experiment") -> ExperimentCon
     return cfg
 
 
-def run_config(cfg: ExperimentConfig, spec: ModelSpec, seed: int) -> TrainConfig:
+def run_config(cfg: ExperimentConfig, spec: ExperimentModel, seed: int) -> TrainConfig:
     """The TrainConfig of one grid cell: defaults < experiment `train` < the model's `train` <
     model, its switches, protocol and seed."""
     d = {**TrainConfig().to_dict(), **cfg.train, **spec.train}
@@ -208,7 +194,7 @@ def ensure_data(cfg: ExperimentConfig, quiet: bool = False) -> Path:
 @dataclass
 class Cell:
     seed: int
-    spec: ModelSpec
+    spec: ExperimentModel
     run_dir: Path
 
     @property
@@ -311,7 +297,8 @@ def aggregate(cfg: ExperimentConfig, data: Path, n_boot: int | None = None, fail
     """Tables over the finished runs of the grid (see the module docstring); n_boot 0 skips the
     bootstrap intervals."""
     from ..evaluation.compare import run_eval_data
-    from ..evaluation.metrics import bootstrap_values, compute_metrics
+    from ..evaluation.bootstrap import bootstrap_values, check_same_test_items, paired_difference, paired_resamples
+    from ..evaluation.metrics import compute_metrics
 
     out = cfg.out_dir()
     n_boot = cfg.n_boot if n_boot is None else n_boot
@@ -331,13 +318,13 @@ def aggregate(cfg: ExperimentConfig, data: Path, n_boot: int | None = None, fail
     for c in cells:
         m = metrics[c.key]
         res["runs"][c.key] = {"label": c.spec.label, "model": c.spec.model, "seed": c.seed,
-                              "metrics": {k: m.get(k) for k, _ in TABLE_KEYS}, "timing": timing[c.key],
+                              "metrics": {k: m.get(k) for k in TABLE_KEYS}, "timing": timing[c.key],
                               "n_test": m.get("n_test")}
     # ---- mean ± sd over seeds
     for spec in cfg.models:
         runs = [c for c in cells if c.spec.label == spec.label]
         row = {}
-        for k, _ in TABLE_KEYS:
+        for k in TABLE_KEYS:
             mean, sd, n = _mean_sd([_num(metrics[c.key].get(k)) for c in runs])
             row[k] = {"mean": mean, "sd": sd, "n": n}
         tw = _mean_sd([_num(timing[c.key].get("train_wall_s")) for c in runs])
@@ -347,13 +334,9 @@ def aggregate(cfg: ExperimentConfig, data: Path, n_boot: int | None = None, fail
     # ---- paired bootstrap of differences to the reference
     if n_boot and cells:
         loaded = {c.key: run_eval_data(c.run_dir, Path(data), cfg.protocol, cfg.device, False) for c in cells}
-        paths0 = next(iter(loaded.values()))[2]
-        for key, (_, _, paths) in loaded.items():
-            if len(paths) != len(paths0) or not np.array_equal(paths, paths0):
-                raise ValueError(f"{out}/runs/{key}: evaluated on other test items than the other runs; "
-                                 "an experiment compares runs on one test split")
-        rng = np.random.default_rng(0)
-        idx_sets = [rng.integers(0, len(paths0), len(paths0)) for _ in range(n_boot)]
+        check_same_test_items({f"{out}/runs/{key}": paths for key, (_, _, paths) in loaded.items()},
+                              "an experiment compares runs on one test split")
+        idx_sets = paired_resamples(len(next(iter(loaded.values()))[2]), n_boot, seed=0)
         boot, point = {}, {}
         for key, (d, _, _) in loaded.items():
             base = compute_metrics(d)
@@ -370,12 +353,9 @@ def aggregate(cfg: ExperimentConfig, data: Path, n_boot: int | None = None, fail
                 a = [f"{spec.label}-s{s}" for s in seeds]
                 b = [f"{cfg.reference}-s{s}" for s in seeds]
                 per_seed = [_num(point[x].get(k)) - _num(point[y].get(k)) for x, y in zip(a, b)]
-                dist = np.mean([boot[x][k] - boot[y][k] for x, y in zip(a, b)], axis=0)
-                fin = dist[np.isfinite(dist)]
+                ci95, p_le_0 = paired_difference([boot[x][k] for x in a], [boot[y][k] for y in b])
                 row[k] = {"diff": float(np.mean(per_seed)) if per_seed else math.nan, "per_seed": per_seed,
-                          "ci95": [float(np.percentile(fin, 2.5)), float(np.percentile(fin, 97.5))] if fin.size
-                          else [math.nan, math.nan],
-                          "p_le_0": float((fin <= 0).mean()) if fin.size else math.nan}
+                          "ci95": ci95, "p_le_0": p_le_0}
             res["diffs"][spec.label] = row
     # ---- per-generator deltas to the reference
     for spec in cfg.models:
@@ -410,9 +390,9 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def table_markdown(res: dict, keys: list[str] | None = None) -> str:
+def means_markdown(res: dict, keys: list[str] | None = None) -> str:
     """Mean ± sd per model: every TABLE_KEYS column, or those of `keys` (e.g. HEADLINE_KEYS)."""
-    cols = TABLE_KEYS if keys is None else [(k, dict(TABLE_KEYS)[k]) for k in keys]
+    cols = [(k, METRIC_LABELS[k]) for k in (TABLE_KEYS if keys is None else keys)]
     head = "| model | seeds | " + " | ".join(h for _, h in cols) + " | train time |"
     lines = [head, "|" + " --- |" * 2 + " ---: |" * (len(cols) + 1)]
     for label, row in res["table"].items():
@@ -457,13 +437,13 @@ def _write_outputs(res: dict, cfg: ExperimentConfig, out: Path) -> None:
     trows = []
     for label, row in res["table"].items():
         r = {"model": label, "n_seeds": row["n_seeds"]}
-        for k, _ in TABLE_KEYS:
+        for k in TABLE_KEYS:
             r[f"{k}_mean"], r[f"{k}_sd"] = row[k]["mean"], row[k]["sd"]
         r["train_wall_s_mean"] = row["train_wall_s"]["mean"]
         trows.append(r)
     U.atomic_write_text(out / "table.csv", _csv(trows))
-    U.atomic_write_text(out / "table.md", table_markdown(res) + "\n")
-    U.atomic_write_text(out / "headline.md", table_markdown(res, HEADLINE_KEYS) + "\n")
+    U.atomic_write_text(out / "table.md", means_markdown(res) + "\n")
+    U.atomic_write_text(out / "headline.md", means_markdown(res, HEADLINE_KEYS) + "\n")
     drows = [{"model": label, "reference": res["reference"], "metric": k, "diff": row[k]["diff"],
               "ci95_lo": row[k]["ci95"][0], "ci95_hi": row[k]["ci95"][1], "p_le_0": row[k]["p_le_0"],
               "per_seed": " ".join(f"{x:.4f}" for x in row[k]["per_seed"]), "n_seeds": len(row["seeds"])}
@@ -492,8 +472,8 @@ def summary_markdown(res: dict) -> str:
              f"{res['n_runs_finished']} of {res['n_runs']} runs finished; test items n = {n}.",
              f"Made by: `{res['command'] or 'gazeclip experiment run'}`"
              + (f"; grid wall time {res['grid_wall_s'] / 60:.1f} min (this call)." if res["grid_wall_s"] else "."),
-             "", "## Headline (mean ± sd over seeds, %)", "", table_markdown(res, HEADLINE_KEYS), "",
-             "## Every metric (mean ± sd over seeds, %; est. k is a count)", "", table_markdown(res), "",
+             "", "## Headline (mean ± sd over seeds, %)", "", means_markdown(res, HEADLINE_KEYS), "",
+             "## Every metric (mean ± sd over seeds, %; est. k is a count)", "", means_markdown(res), "",
              f"## Difference to `{res['reference']}` (points; seed-averaged; [95% paired bootstrap interval over "
              f"test items, {res['n_boot']} resamples])", "", diffs_markdown(res), ""]
     if res["focus"] in res["per_generator"]:

@@ -117,7 +117,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return a.astype(np.uint8)
 
 
-def _pil_to_rgb(im: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+def pil_to_rgb(im: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
     mode = im.mode
     if mode in ("RGB",):
         return np.asarray(im, dtype=np.uint8)
@@ -193,7 +193,7 @@ def decode_image(data: bytes, name: str | os.PathLike = "<bytes>",
                         return _checked(arr, name)
                 im.load()  # force the full decode now, so a truncated file fails here
                 im = ImageOps.exif_transpose(im)
-                arr = _pil_to_rgb(im, background)
+                arr = pil_to_rgb(im, background)
     except ImageReadError:
         raise
     except UnidentifiedImageError:

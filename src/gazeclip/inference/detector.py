@@ -91,15 +91,18 @@ class Detector:
                 out.append(VideoResult.from_records(rec, frame_recs))
                 frame_recs, current = [], None
                 continue
-            if "error" in rec or "faces" in rec:
+            if "face" not in rec:  # an unreadable image, or one without faces
                 out.append(ImageResult(rec["path"], [], rec.get("error")))
                 current = None
+                continue
+            if rec["face"] == 0 or current is None:  # records of one image come together, face 0 first
+                current = ImageResult(rec["path"])
+                out.append(current)
+            if "error" in rec:  # this face could not be scored: the image's result says so
+                current.face_errors.append(rec)
+                current.error = current.error or rec["error"]
             else:
-                face = FaceResult.from_record(rec)
-                if face.face == 0 or current is None:  # records of one image come together, face 0 first
-                    current = ImageResult(rec["path"])
-                    out.append(current)
-                current.faces.append(face)
+                current.faces.append(FaceResult.from_record(rec))
         return out
 
     __call__ = predict

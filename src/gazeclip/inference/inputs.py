@@ -30,9 +30,9 @@ def to_rgb(x: Any, label: str = "<array>") -> np.ndarray:
     from PIL import Image, ImageOps
 
     if isinstance(x, Image.Image):
-        from ..faces.io import DEFAULT_BACKGROUND, _pil_to_rgb
+        from ..faces.io import DEFAULT_BACKGROUND, pil_to_rgb
 
-        return np.ascontiguousarray(_pil_to_rgb(ImageOps.exif_transpose(x), DEFAULT_BACKGROUND))
+        return np.ascontiguousarray(pil_to_rgb(ImageOps.exif_transpose(x), DEFAULT_BACKGROUND))
     a = np.asarray(x)
     if a.dtype != np.uint8:
         raise ValueError(f"{label}: expected a uint8 RGB array, got dtype {a.dtype}; convert with "
@@ -74,12 +74,12 @@ def sort_inputs(x: Any) -> list[Item]:
 
 def analyze_array(source, image: np.ndarray, label: str):
     """`ImageFaces` of an in-memory RGB image through a FaceGazeSource (no cache: no file to hash).
-    Whole-image runs (faces: none) keep the image as `._image`, as FaceGazeSource does for files."""
+    Whole-image runs (faces: none) keep the image as `.image`, as FaceGazeSource does for files."""
     from ..gaze.pipeline import analyze_image
     from ..records import ImageFaces
 
     if source.mode == "none":
         res = ImageFaces(path=label, faces=[], size=(int(image.shape[1]), int(image.shape[0])))
-        res._image = image
+        res.image = image
         return res
     return analyze_image(image, source.analyzer, source.estimator, path=label)

@@ -63,8 +63,8 @@ def predict_paths(run, paths: Iterable[str | Path], chunk: int = 32, face_cache_
 def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
     """Records for analysed images (`ImageFaces`, from files, arrays or video frames), in order:
     the one place where faces become model inputs and model outputs become records.
-    An `ImageFaces` may carry the decoded image as `._image` (whole-image runs use it)."""
-    from ..data.dataset import SampleSet, _empty_arrays, load_rgb, samples_from_faces
+    An `ImageFaces` may carry the decoded image as `.image` (whole-image runs use it)."""
+    from ..data.dataset import SampleSet, whole_image_arrays, load_rgb, samples_from_faces
     from ..run.modeling import run_samples
     from ..run.verdict import decide
 
@@ -79,9 +79,9 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
         if res.error:
             order.append(("error", {"path": res.path, "error": res.error}))
         elif mode == "none":  # the run was trained on whole images: the image is its one "face"
-            img = getattr(res, "_image", None)
+            img = res.image
             img = img if img is not None else load_rgb(res.path)
-            a = _empty_arrays(img, size, gaze_dim)
+            a = whole_image_arrays(img, size, gaze_dim)
             sets.append(SampleSet([res.path], [""], a[0][None], a[1][None], a[2][None], a[3][None],
                                   np.array([False]), a[5][None], np.array([0])))
             order.append(("faces", (res, 1)))

@@ -49,7 +49,7 @@ class GazeAngles:
 
 
 @dataclass
-class HeadPose:
+class HeadAngles:
     pitch: float                      # degrees
     yaw: float
     roll: float
@@ -68,7 +68,7 @@ class FaceResult(_JSON):
     family: str | None
     unknown_generator: bool
     gaze: GazeAngles | None
-    head_pose: HeadPose | None
+    head_pose: HeadAngles | None
     frame: int | None = None          # video frames only: frame number, time (s) and face track
     time: float | None = None
     track: int | None = None
@@ -81,7 +81,7 @@ class FaceResult(_JSON):
                    verdict=rec["verdict"], generator=rec.get("generator"), generator_prob=rec.get("generator_prob"),
                    family=rec.get("family"), unknown_generator=bool(rec.get("unknown_generator")),
                    gaze=GazeAngles(g["pitch"], g["yaw"], list(g.get("arrows", []))) if g else None,
-                   head_pose=HeadPose(h["pitch"], h["yaw"], h["roll"]) if h else None,
+                   head_pose=HeadAngles(h["pitch"], h["yaw"], h["roll"]) if h else None,
                    frame=rec.get("frame"), time=rec.get("time"), track=rec.get("track"), record=rec)
 
     def to_dict(self) -> dict:
@@ -94,7 +94,8 @@ class ImageResult(_JSON):
 
     source: str                       # the path, or "<array N>" / "<image N>" for in-memory images
     faces: list[FaceResult] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None          # the image could not be read, or one of its faces not scored
+    face_errors: list[dict] = field(default_factory=list, repr=False)  # {"path", "face", "error"} records
 
     @property
     def ok(self) -> bool:
@@ -102,11 +103,11 @@ class ImageResult(_JSON):
 
     def records(self) -> list[dict]:
         """The lines `gazeclip predict --json` prints for this image."""
-        if self.error is not None:
+        if self.error is not None and not self.face_errors:
             return [{"path": self.source, "error": self.error}]
-        if not self.faces:
+        if not self.faces and not self.face_errors:
             return [{"path": self.source, "faces": 0}]
-        return [f.to_dict() for f in self.faces]
+        return sorted([f.to_dict() for f in self.faces] + self.face_errors, key=lambda r: r["face"])
 
     def to_dict(self) -> dict:
         return {"source": self.source, "kind": "image", "error": self.error,

@@ -45,6 +45,17 @@ class DFADModel(nn.Module):
         self.config = config
         self._text_cache: TextEmbeddings | None = None
 
+    # ----- capabilities (models/interface.py)
+    supports_prefix_cache = True
+
+    @property
+    def gaze_feature_dim(self) -> int | None:
+        return getattr(self.config, "gaze_feature_dim", None)
+
+    @property
+    def image_tower(self) -> nn.Module:
+        return self.gie.tower
+
     # ----- frozen prefix
     @property
     def prefix_layer(self) -> int:

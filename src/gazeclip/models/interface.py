@@ -1,6 +1,12 @@
 """The common detector interface (as DeepfakeBench's, but typed): every model, GazeCLIP and the
 baselines alike, takes a `Batch` and returns a `ModelOutput`, so one engine trains, evaluates and
 compares them all.
+
+What a model declares so that the modes need not probe it (DFADModel, the ONNX/OpenVINO runtimes):
+    preprocess              ImagePreprocess: image -> pixel_values (size, mean, std)
+    gaze_feature_dim        int | None: width of the gaze features it reads (None: it reads none)
+    supports_prefix_cache   bool: it accepts `Batch.prefix_states` from the frozen-prefix cache
+                            (then also `prefix_layer`, `encode_prefix(pixels)` and `image_tower`)
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from . import utils as U
 from .calibrate import load_calibration
 from .config import TrainConfig
 from .folder import load_run_config, read_taxonomy, same_taxonomy
-from .modeling import gaze_dim_of, load_pretrained, preprocess_of
+from .modeling import load_pretrained
 from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
 
 
@@ -52,11 +52,11 @@ class LoadedRun:
 
     @property
     def preprocess(self):
-        return preprocess_of(self.model)
+        return self.model.preprocess
 
     @property
     def gaze_dim(self) -> int | None:
-        return gaze_dim_of(self.model)
+        return self.model.gaze_feature_dim
 
 
 def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = None,

@@ -15,7 +15,7 @@ from ..models.interface import Taxonomy
 from .config import TrainConfig
 
 
-def create_model(cfg: TrainConfig, taxonomy: Taxonomy) -> nn.Module:
+def create_run_model(cfg: TrainConfig, taxonomy: Taxonomy) -> nn.Module:
     from ..models import create_model as registry_create
 
     kw = dict(cfg.model_overrides)
@@ -36,15 +36,11 @@ def load_pretrained(model_dir: str | Path, clip: str | None = None) -> nn.Module
 def load_model_weights(model: nn.Module, model_dir: str | Path) -> None:
     """Load the trainable weights a `save_pretrained` folder holds into an existing model (no rebuild)."""
     model_dir = Path(model_dir)
-    if (model_dir / "model.safetensors").is_file() and hasattr(model, "load_trainable_state_dict"):
-        from ..models.registry import read_pretrained_weights
-
-        model.load_trainable_state_dict(read_pretrained_weights(model_dir))  # checked against its digest
-    elif (model_dir / "trainable.pt").is_file():
-        model.load_state_dict(torch.load(model_dir / "trainable.pt", map_location="cpu", weights_only=True),
-                              strict=False)
-    else:
+    if not (model_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"{model_dir}: no saved weights (model.safetensors)")
+    from ..models.registry import read_pretrained_weights
+
+    model.load_trainable_state_dict(read_pretrained_weights(model_dir))  # checked against its digest
 
 
 def trainable_names(model: nn.Module) -> set[str]:
@@ -56,55 +52,19 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
 
 
-def gaze_dim_of(model: nn.Module) -> int | None:
-    for attr in ("gaze_feature_dim", "gaze_dim"):
-        v = getattr(model, attr, None)
-        if isinstance(v, int):
-            return v
-    cfg = getattr(model, "config", None)
-    for attr in ("gaze_feature_dim", "gaze_dim"):
-        v = getattr(cfg, attr, None)
-        if isinstance(v, int):
-            return v
-    return None
-
-
-def image_tower_of(model: nn.Module) -> nn.Module:
-    gie = getattr(model, "gie", None)
-    if gie is not None:
-        return gie.tower
-    return model.image_tower
-
-
-def preprocess_of(model: nn.Module):
-    """The model's CLIP preprocessing: its backbone's, else CLIP's at the image tower's input size."""
-    from ..models.backbones import ImagePreprocess
-
-    for owner in (model, getattr(model, "backbone", None)):
-        pre = getattr(owner, "preprocess", None)
-        if isinstance(pre, ImagePreprocess):
-            return pre
-
-    return ImagePreprocess(int(image_tower_of(model).config.image_size))
-
-
-def supports_prefix(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "prefix_layer", None), int) and hasattr(model, "encode_prefix")
-
-
 def prefix_id(model: nn.Module) -> str:
     """Names the frozen prefix: same id <=> same hidden states for the same pixels."""
     import hashlib
 
     name = getattr(model, "backbone_name", None) or getattr(getattr(model, "backbone", None), "name", "unknown")
     # a user checkpoint (clip-b16 / clip-l14) is identified by its frozen weights, not its name
-    tower = image_tower_of(model)
+    tower = model.image_tower
     probe = tower.vision_model.embeddings.patch_embedding.weight.detach().float().cpu().numpy().tobytes()[:65536]
     digest = hashlib.sha256(probe).hexdigest()[:12]
     # states computed in bf16 (an inference copy, gazeclip.models.inference) never mix with fp32 ones
     dt = getattr(getattr(model, "gie", None), "compute_dtype", None)
     suffix = f"-{str(dt).removeprefix('torch.')}" if dt is not None else ""
-    return f"{name}-{digest}-L{model.prefix_layer}-S{preprocess_of(model).size}{suffix}"
+    return f"{name}-{digest}-L{model.prefix_layer}-S{model.preprocess.size}{suffix}"
 
 
 @dataclass

@@ -34,6 +34,7 @@ class OnnxModel:
 
     training = False
     inference_only = True
+    supports_prefix_cache = False  # capabilities: models/interface.py
 
     def __init__(self, folder: str | Path, precision: str = "fp32", threads: int | None = None):
         from ..models.backbones import ImagePreprocess

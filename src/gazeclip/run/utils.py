@@ -1,8 +1,7 @@
-"""Small helpers shared by the engine: atomic writes, seeding, devices, torch.distributed."""
+"""Small helpers every mode shares: atomic writes, seeding, devices, precision, torch.distributed."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 from contextlib import contextmanager
@@ -12,26 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import safejson
 from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (the engine's writers)
 from .config import PRECISIONS  # the run config's choices of `precision`
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """JSON without NaN/Infinity (they become null), written atomically."""
-    from ..safejson import finite
-
-    atomic_write_text(path, json.dumps(finite(obj), indent=2, sort_keys=False, default=_json_default,
-                                       allow_nan=False) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
+    """JSON without NaN/Infinity (they become null; gazeclip.safejson), written atomically."""
+    atomic_write_text(path, safejson.dumps(obj, indent=2) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -11,8 +11,8 @@ The rule (docs/engine.md, "Predict"):
    `unknown_generator` when that conditional probability is below the unknown threshold.
 
 Separating "is it fake" (p_fake) from "which generator, given that it is fake" (the conditional
-softmax) is what makes the record consistent: the old record took the argmax over all classes,
-which could say "real" next to p_fake 0.75 (design choice, not from the paper).
+softmax) is what makes the record consistent: an argmax over all classes could say "real" next
+to p_fake 0.75 (design choice, not from the paper).
 
 numpy/scipy only: metrics, calibration and predict share these functions.
 """

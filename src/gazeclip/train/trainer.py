@@ -38,8 +38,9 @@ from ..data.sampling import BalancedSampler
 from ..models.interface import Taxonomy
 from ..run import utils as U
 from ..run.config import TrainConfig
-from ..run.modeling import (create_model, fill_pending, gaze_dim_of, load_model_weights, preprocess_of, prefix_id, run_model,
-                       supports_prefix, trainable_names, trainable_state)
+from ..run.scores import binary_auc
+from ..run.modeling import (create_run_model, fill_pending, load_model_weights, prefix_id, run_model,
+                       trainable_names, trainable_state)
 from ..run.folder import (CHECKPOINT_FIX, load_run_config, clean_stale, load_checkpoint, read_taxonomy, rng_state, same_taxonomy,
                         save_model, set_rng_state)
 
@@ -83,12 +84,6 @@ def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def binary_auc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan")
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -111,7 +106,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
     amp = U.autocast_dtype(cfg.precision, procs.device)
 
     labels = _read_labels(cfg, data_dir, run_dir, resume)
-    model = create_model(cfg, labels.taxonomy).to(procs.device)
+    model = create_run_model(cfg, labels.taxonomy).to(procs.device)
     data = _load_data(cfg, labels, model, data_dir, procs)
     batches = _build_loader(cfg, data, procs)
     cfg, optim = _build_optimiser(cfg, model, batches, procs)
@@ -231,8 +226,8 @@ class _Data:
 def _load_data(cfg: TrainConfig, labels: _Labels, model: nn.Module, data_dir: Path, procs: _Procs) -> _Data:
     """Faces (and gaze) of every item, analysed once by rank 0; the frozen-prefix features of every
     crop, cached; the datasets."""
-    preprocess = preprocess_of(model)
-    gd = gaze_dim_of(model)
+    preprocess = model.preprocess
+    gd = model.gaze_feature_dim
 
     def samples(rs):
         kw = dict(mode=cfg.faces, estimator=cfg.gaze_estimator, size=preprocess.size, gaze_dim=gd,
@@ -247,7 +242,7 @@ def _load_data(cfg: TrainConfig, labels: _Labels, model: nn.Module, data_dir: Pa
         train_s = train_s.subset(np.sort(pick))
 
     cache = None
-    if cfg.feature_cache and supports_prefix(model):
+    if cfg.feature_cache and model.supports_prefix_cache:
         cache = FeatureCache(cfg.cache_dir or data_dir / ".cache" / "features", prefix_id(model), cfg.cache_dtype)
         crops = np.concatenate([train_s.crops, val_s.crops])
         model.eval()

@@ -7,7 +7,7 @@ from __future__ import annotations
 def explain(run, image: str, out: str, face: int = 0, block: int = -2, target: str | None = None) -> dict:
     import numpy as np
 
-    from ..data.dataset import FaceDataset, FaceGazeSource, SampleSet, _empty_arrays, face_arrays, collate
+    from ..data.dataset import FaceDataset, FaceGazeSource, SampleSet, whole_image_arrays, face_arrays, collate
     from .gradcam import gradcam, overlay_png
 
     size = run.preprocess.size
@@ -26,7 +26,7 @@ def explain(run, image: str, out: str, face: int = 0, block: int = -2, target: s
 
         img = getattr(res, "_image", None)
         img = img if img is not None else load_rgb(image)
-        arr = _empty_arrays(img, size, source.gaze_dim)
+        arr = whole_image_arrays(img, size, source.gaze_dim)
         display, note = arr[0], "no face found: whole image"
     s = SampleSet([image], [""], arr[0][None], arr[1][None], arr[2][None], arr[3][None], np.array([arr[4]]),
                   arr[5][None], np.array([len(res.faces)]))

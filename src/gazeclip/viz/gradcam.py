@@ -17,9 +17,7 @@ def image_blocks(model: nn.Module) -> list[nn.Module]:
     gie = getattr(model, "gie", None)
     if gie is not None and hasattr(gie, "blocks"):
         return list(gie.blocks.layers)
-    from ..run.modeling import image_tower_of
-
-    return list(image_tower_of(model).vision_model.encoder.layers)
+    return list(model.image_tower.vision_model.encoder.layers)
 
 
 @dataclass

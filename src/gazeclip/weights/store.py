@@ -95,7 +95,7 @@ def ensure_verified(root: Path, f: AssetFile, path: Path) -> None:
         return
     expected = f.sha256
     if not expected:
-        entry = read_manifest(root).get(f.name)
+        entry = read_weights_manifest(root).get(f.name)
         if entry is None:
             raise WeightsError(f"{path}: not in {root / MANIFEST}; run `gazeclip weights pull --force`")
         expected = entry.sha256
@@ -130,7 +130,7 @@ class ManifestEntry:
     description: str
 
 
-def read_manifest(root: Path | None = None) -> dict[str, ManifestEntry]:
+def read_weights_manifest(root: Path | None = None) -> dict[str, ManifestEntry]:
     path = (root or home()) / MANIFEST
     if not path.is_file():
         return {}
@@ -246,7 +246,7 @@ def pull(force: bool = False, only: Iterable[str] | None = None, root: Path | No
     `downloader` replaces the source's own fetch method (tests serve a local archive)."""
     root = root or home()
     root.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(root)
+    manifest = read_weights_manifest(root)
     wanted = set(only) if only else None
     unknown = sorted(wanted - {s.name for s in SOURCES}) if wanted else []
     if unknown:
@@ -310,7 +310,7 @@ class AssetStatus:
 
 def status(root: Path | None = None, rehash: bool = False) -> list[AssetStatus]:
     root = root or home()
-    manifest = read_manifest(root)
+    manifest = read_weights_manifest(root)
     rows = []
     for source, f in all_files():
         path = root / source.name / f.dest
@@ -326,7 +326,7 @@ def status(root: Path | None = None, rehash: bool = False) -> list[AssetStatus]:
 def verify(root: Path | None = None) -> list[str]:
     """Re-hash every file; returns one problem line per missing or mismatching file."""
     root = root or home()
-    manifest = read_manifest(root)
+    manifest = read_weights_manifest(root)
     problems = []
     for source, f in all_files():
         path = root / source.name / f.dest
