@@ -22,7 +22,6 @@ from gazeclip.data.perturb import PERTURBATIONS
 from gazeclip.data.selfblend import BLEND_CLASS, BLEND_REGIONS, face_hull, region_masks, self_blend
 from gazeclip.faces.io import load_image
 
-pytestmark = pytest.mark.real
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +44,7 @@ def faces(bench) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+@pytest.mark.real
 def test_blend_is_deterministic_by_seed(faces):
     img, lm = faces[0]
     for region in BLEND_REGIONS:
@@ -55,6 +55,7 @@ def test_blend_is_deterministic_by_seed(faces):
         assert not np.array_equal(a.image, c.image)
 
 
+@pytest.mark.real
 def test_mask_inside_the_face_hull_and_feathered(faces):
     for i, (img, lm) in enumerate(faces[:4]):
         hull = face_hull(lm, img.shape[:2])
@@ -72,6 +73,7 @@ def test_mask_inside_the_face_hull_and_feathered(faces):
                 assert ((m > 0.02) & (m < 0.98)).sum() >= 0.2 * (m > 0.02).sum()
 
 
+@pytest.mark.real
 def test_region_variants_change_only_their_region(faces):
     img, lm = faces[1]
     shape = img.shape[:2]
@@ -90,6 +92,7 @@ def test_region_variants_change_only_their_region(faces):
     assert all(areas[r] < 0.5 * areas["face"] for r in ("eyes", "mouth", "nose"))
 
 
+@pytest.mark.real
 def test_only_real_train_photos_are_blended_and_stored_like_the_benchmark(bench, tmp_path):
     from gazeclip.bench.checks import format_features
 
@@ -160,6 +163,7 @@ def test_config_switches_are_checked():
             TrainConfig.from_dict(bad)
 
 
+@pytest.mark.real
 def test_perturbed_copies_stand_in_for_their_item(bench):
     from gazeclip.data.dataset import FaceDataset, FaceGazeSource, build_samples, variants_for
 
@@ -191,6 +195,7 @@ def test_perturbed_copies_stand_in_for_their_item(bench):
     assert 0 < n_orig < 4 * len(orig)  # p = 0.5: some items replaced, some not
 
 
+@pytest.mark.real
 def test_training_with_self_blends_and_robust_augment(bench, tmp_path):
     """A short tiny-random run with both switches on: blends are detection-only items, the copies
     come from the feature cache, the run finishes and its config records the switches."""
@@ -221,3 +226,24 @@ def test_training_with_self_blends_and_robust_augment(bench, tmp_path):
     ds = FaceDataset(s, read_taxonomy(tmp_path / "run" / "taxonomy.json"), lambda c: c)
     assert (ds.labels == -1).all() and (ds.is_fake == 1).all()
     assert (ds.sample_groups == len(ds.taxonomy.classes)).all()  # their own group when classes are balanced
+
+
+def test_reference_experiment_is_closed_set_with_both_switches():
+    """The packaged reference recipe (issue 19, item 4): P1 on the full preset, where P1 sees all 11
+    generators; GazeCLIP and clip-lora with self-blends and robustness copies, the ablation without
+    self-blends and otherwise the same."""
+    from gazeclip.bench.build import PRESETS, default_protocols
+    from gazeclip.bench.forgers import REGISTRY
+    from gazeclip.experiment.runner import load_experiment, run_config
+
+    cfg = load_experiment("reference")
+    assert cfg.protocol == "P1" and cfg.build == "full" and "full" in PRESETS
+    p1 = next(p for p in default_protocols(tuple(REGISTRY)) if p.name == "P1")
+    assert len(p1.seen) == 11 and p1.unseen == ()
+    runs = {m.label: run_config(cfg, m, cfg.seeds[0]) for m in cfg.models}
+    assert {c.model for c in runs.values()} == {"gazeclip", "clip-lora"}
+    assert runs["gazeclip"].self_blend > 0 and runs["clip-lora"].self_blend == runs["gazeclip"].self_blend
+    assert all(c.robust_augment > 0 for c in runs.values())
+    ablation = runs["gazeclip-no-self-blend"]
+    assert ablation.self_blend == 0 and ablation.model == "gazeclip"
+    assert ablation.replace(self_blend=runs["gazeclip"].self_blend) == runs["gazeclip"]
