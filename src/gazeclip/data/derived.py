@@ -101,13 +101,13 @@ def best_landmarks(paths: Sequence[str], estimator: str = "ethxgaze-r18",
                    cache_dir: str | Path | None = None) -> list[np.ndarray | None]:
     """The 478 landmarks of each image's training face (the one `dataset.build_samples` keeps),
     from the face/gaze records (read from `cache_dir` when there); None without such a face."""
-    from .dataset import FaceGazeSource, best_face
+    from .dataset import FaceGazeSource, best_face_index
 
     out: list[np.ndarray | None] = []
     for res in FaceGazeSource("detect", estimator, cache_dir).iter(paths):
         lm = None
         if not res.error and res.faces:
-            lm = np.asarray(res.faces[best_face(res.faces)].face.landmarks, np.float64)
+            lm = np.asarray(res.faces[best_face_index(res.faces)].face.landmarks, np.float64)
         out.append(lm if lm is not None and lm.shape[0] > MESH_POINTS else None)
     return out
 
