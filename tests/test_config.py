@@ -13,8 +13,9 @@ from gazeclip.train.cli import resolve_config
 from gazeclip.run.config import TrainConfig
 from gazeclip.registry import UnknownNameError
 
-# fields without a flag, on purpose: a mapping and a tuple (YAML / --set only), a testing switch
-NO_FLAG = {"model_overrides", "betas", "interrupt_after_steps"}
+# fields without a flag, on purpose: a mapping and lists (YAML / --set only), a testing switch
+NO_FLAG = {"model_overrides", "betas", "interrupt_after_steps", "self_blend_regions", "robust_augment_kinds",
+           "robust_augment_severity"}
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gazeclip.atomic import atomic_write_bytes, atomic_write_text
-from gazeclip.data.manifest import REAL, ManifestRow, Protocol, write_manifest, write_protocols
+from gazeclip.data.manifest import REAL, ManifestRow, Protocol, encode_png, write_manifest, write_protocols
 
 from .faceops import FaceLM, detect_face, face_crop
 from .forgers import REGISTRY, LandmarkForger, create_forger, derive_seed
@@ -32,10 +32,6 @@ OUT_SIZE = 128
 # size of the here-trained and DigiFace generators) so that sharpness/resolution, and with it
 # PNG file size, is not a shortcut that separates 1024 px sources from 64 px ones.
 BOTTLENECK = 64
-# design choice, not from the paper: PNG without compression (zlib level 0). Every file then has
-# the same size (49,425 bytes at 128x128), so file size cannot tell classes apart; with
-# compression, PNG size measures image entropy and separated the blurry generators (v1).
-PNG_LEVEL = 0
 SPLITS = ("train", "val", "test")
 
 
@@ -94,10 +90,7 @@ def finalize(img: np.ndarray, out_size: int = OUT_SIZE, bottleneck: int = BOTTLE
         crop = cv2.resize(crop, (out_size, out_size), interpolation=cv2.INTER_CUBIC)
     else:
         crop, found = face_crop(img, out_size, face)
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(crop[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes(), found
+    return encode_png(crop), found
 
 
 def default_protocols(generators: tuple[str, ...]) -> list[Protocol]:

@@ -243,16 +243,37 @@ def hflip_item(crop, vec, py, boxes):
     return crop, vec, py, boxes
 
 
+@dataclass
+class Variants:
+    """Pre-rendered stand-ins for training items (perturbed copies, `gazeclip.data.derived`): item
+    i is replaced, with probability `p` per epoch, by one of `samples[of[i]]`. They have faces,
+    gaze and cached prefix states of their own, so a replaced item still comes from the caches."""
+
+    samples: SampleSet
+    of: list[np.ndarray]  # per training item, indices into `samples` (empty: none)
+    p: float
+
+
+def variants_for(items: SampleSet, copies: SampleSet, copy_of: Sequence[str], p: float) -> Variants:
+    """The Variants of `items` whose copy j stands in for the item with path `copy_of[j]`."""
+    where: dict[str, list[int]] = {}
+    for j, path in enumerate(copy_of):
+        where.setdefault(path, []).append(j)
+    return Variants(copies, [np.asarray(where.get(path, []), np.int64) for path in items.paths], p)
+
+
 # ---------------------------------------------------------------- dataset
 class FaceDataset(Dataset):
-    """Indexes a SampleSet. With a feature cache, unaugmented items return cached prefix states."""
+    """Indexes a SampleSet. With a feature cache, unaugmented items return cached prefix states.
+    Items of a class outside the taxonomy that are fake (self-blends) train detection only."""
 
     def __init__(self, samples: SampleSet, taxonomy: Taxonomy | None, preprocess: Callable,
-                 cache=None, augment: Augment = Augment(), seed: int = 0):
+                 cache=None, augment: Augment = Augment(), seed: int = 0, variants: Variants | None = None):
         self.s = samples
         self.preprocess = preprocess
         self.cache = cache
         self.augment = augment
+        self.variants = variants
         self.seed = seed
         self.epoch = 0
         n = len(samples)
@@ -275,15 +296,32 @@ class FaceDataset(Dataset):
             f = class_family.get(c)
             self.family[i] = fams.index(f) if f in fams else -1
 
+    @property
+    def sample_groups(self) -> np.ndarray:
+        """The class index of each item for class-balanced sampling; detection-only fakes (label -1)
+        are one group of their own."""
+        g = self.labels.copy()
+        g[(g < 0) & (self.is_fake > 0)] = len(self.taxonomy.classes) if self.taxonomy else 0
+        return g
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.s)
 
+    def _source(self, i: int) -> tuple[SampleSet, int]:
+        """Where item i's pixels and gaze come from this epoch: itself or one of its variants."""
+        v = self.variants
+        if v is not None and len(v.of[i]):
+            rng = np.random.default_rng([self.seed, self.epoch, i, 1])  # its own stream: hflip/jitter unchanged
+            if rng.random() < v.p:
+                return v.samples, int(v.of[i][rng.integers(len(v.of[i]))])
+        return self.s, i
+
     def __getitem__(self, i: int) -> dict:
-        s = self.s
-        crop, vec, py, boxes = s.crops[i], s.gaze_vector[i], s.gaze_pitchyaw[i], s.region_boxes[i]
+        s, j = self._source(i)
+        crop, vec, py, boxes = s.crops[j], s.gaze_vector[j], s.gaze_pitchyaw[j], s.region_boxes[j]
         augmented = False
         if self.augment.active:
             # per-(seed, epoch, item) randomness: the same whatever the rank or resume point
@@ -299,14 +337,14 @@ class FaceDataset(Dataset):
         item = {
             "gaze_vector": torch.from_numpy(np.ascontiguousarray(vec, np.float32)),
             "gaze_pitchyaw": torch.from_numpy(np.ascontiguousarray(py, np.float32)),
-            "gaze_features": torch.from_numpy(s.gaze_features[i]),
-            "gaze_valid": bool(s.gaze_valid[i]),
+            "gaze_features": torch.from_numpy(s.gaze_features[j]),
+            "gaze_valid": bool(s.gaze_valid[j]),
             "region_boxes": torch.from_numpy(np.ascontiguousarray(boxes, np.float32)),
             "labels": int(self.labels[i]), "family": int(self.family[i]), "is_fake": float(self.is_fake[i]),
             "index": i, "prefix": None, "pixels": None,
         }
         if self.cache is not None and not augmented:
-            item["prefix"] = self.cache.get(s.keys[i])
+            item["prefix"] = self.cache.get(s.keys[j])
         if item["prefix"] is None:
             item["pixels"] = self.preprocess(crop)[0]
         return item

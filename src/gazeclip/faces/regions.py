@@ -16,7 +16,8 @@ _BROWS = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336, 46, 53, 52, 65, 55, 
 _NOSE = (1, 2, 4, 5, 6, 45, 48, 64, 98, 115, 129, 168, 195, 197, 219, 275, 278, 294, 327, 344, 358, 439)
 _MOUTH = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
           78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
-_INDEX = {"left_eye": _LEFT_EYE, "right_eye": _RIGHT_EYE, "brows": _BROWS, "nose": _NOSE, "mouth": _MOUTH}
+# the mesh points of each region but "face" (also the self-blend masks of gazeclip.data.selfblend)
+REGION_LANDMARKS = {"left_eye": _LEFT_EYE, "right_eye": _RIGHT_EYE, "brows": _BROWS, "nose": _NOSE, "mouth": _MOUTH}
 
 # design choice, not from the paper: each region box is padded by this fraction of its size per side
 REGION_PAD = 0.15
@@ -40,7 +41,7 @@ def region_boxes(face: Face, pad: float = REGION_PAD, crop_size: int | None = No
     if pts.shape[0] >= 468:
         eye_w = np.linalg.norm(pts[263] - pts[362])
         for i, name in enumerate(REGIONS[:-1]):
-            idx = [j for j in _INDEX[name] if j < pts.shape[0]]
+            idx = [j for j in REGION_LANDMARKS[name] if j < pts.shape[0]]
             out[i] = _box(pts[idx], pad, 0.35 * eye_w)
     else:
         # 5 points: image-left eye, image-right eye, nose, mouth image-left, mouth image-right

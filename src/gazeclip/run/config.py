@@ -15,6 +15,10 @@ from typing import Any
 import yaml
 
 from ..configfields import check_config, config_from_dict, option
+from ..data.augment import MAX_SEVERITY
+from ..data.derived import DerivedSpec
+from ..data.perturb import PERTURBATIONS
+from ..data.selfblend import BLEND_REGIONS
 
 PRECISIONS = ("auto", "bf16", "fp32")
 SELECT_METRICS = ("val_score", "val_acc", "val_auc", "val_loss")
@@ -59,6 +63,20 @@ class TrainConfig:
                                "cache)")
     color_jitter: float = option(0.0, "augmentation: probability of a brightness/contrast jitter (bypasses the "
                                       "cache)")
+    # design choice, not from the paper: SBI self-blends and robustness copies are pre-rendered into
+    # DATA/.cache (K seeded images per source), not made per step, so faces, gaze and frozen-prefix
+    # states stay cached for them (gazeclip.data.derived)
+    self_blend: int = option(0, "self-blended pseudo-fakes (SBI): K seeded blends per real train photo, trained as "
+                                "detection-only fakes (0 = off)")
+    self_blend_regions: tuple = option(BLEND_REGIONS, "self-blend mask regions, one drawn per blend: face, eyes, "
+                                                      "mouth, nose")
+    robust_augment: int = option(0, "robustness augmentation: K seeded perturbed copies (JPEG, blur, noise, resize, "
+                                     "colour) per training item, self-blends included (0 = off)")
+    robust_augment_p: float = option(0.5, "probability that an item is replaced by one of its perturbed copies in "
+                                          "an epoch")
+    robust_augment_kinds: tuple = option(PERTURBATIONS, "perturbation kinds drawn from (gazeclip robustness's)")
+    robust_augment_severity: tuple = option((1, MAX_SEVERITY), "lowest and highest severity drawn (1..5, as in "
+                                                               "gazeclip robustness)")
     num_workers: int = option(0, "DataLoader worker processes")
     # design choice, not from the paper: class-balanced sampling (real and every seen generator
     # drawn equally often; an epoch = n_classes x median class size items). Off by default: on the
@@ -81,11 +99,23 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["betas"] = list(d["betas"])
+        for k in ("betas", "self_blend_regions", "robust_augment_kinds", "robust_augment_severity"):
+            d[k] = list(d[k])  # YAML's safe dumper writes lists, not tuples
         return d
 
     def __post_init__(self):
         check_config(self, "TrainConfig")
+        try:
+            self.derived_spec()
+        except ValueError as e:
+            raise ValueError(f"TrainConfig: {e}") from None
+        if not 0.0 <= self.robust_augment_p <= 1.0:
+            raise ValueError(f"TrainConfig: robust_augment_p={self.robust_augment_p} must lie in [0, 1]")
+
+    def derived_spec(self) -> DerivedSpec:
+        """The training items to render from the data folder (self-blends, perturbed copies)."""
+        return DerivedSpec(self.self_blend, tuple(self.self_blend_regions), self.robust_augment,
+                           tuple(self.robust_augment_kinds), tuple(self.robust_augment_severity), self.seed)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":

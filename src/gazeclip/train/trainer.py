@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data.dataset import Augment, FaceDataset, build_taxonomy, collate, manifest_samples
+from ..data.dataset import Augment, FaceDataset, build_taxonomy, collate, manifest_samples, variants_for
+from ..data.derived import best_landmarks, derive_training_rows
 from ..data.feature_cache import FeatureCache
 from ..data.manifest import load_protocol, read_manifest, select_rows
 from ..data.sampling import BalancedSampler
@@ -236,17 +237,28 @@ def _load_data(cfg: TrainConfig, labels: _Labels, model: nn.Module, data_dir: Pa
         U.barrier()  # rank 0 analyses faces once; the others read its result
         return s if s is not None else manifest_samples(rs, data_dir, **kw)
 
-    train_s, val_s = samples(labels.train_rows), samples(labels.val_rows)
+    # self-blends (extra items) and perturbed copies (stand-ins), rendered once by rank 0 (data/derived.py)
+    derive = functools.partial(derive_training_rows, data_dir, labels.train_rows, cfg.derived_spec(),
+                               lambda paths: best_landmarks(paths, cfg.gaze_estimator, cfg.face_cache_dir
+                                                            or data_dir / ".cache" / "faces"), progress=cfg.progress and procs.main)
+    extra = derive() if procs.main else None
+    U.barrier()
+    extra = extra or derive()
+    train_s, val_s = samples(labels.train_rows + extra.blends), samples(labels.val_rows)
     if cfg.max_train_items and len(train_s) > cfg.max_train_items:
         pick = np.random.default_rng(cfg.seed).choice(len(train_s), cfg.max_train_items, replace=False)
         train_s = train_s.subset(np.sort(pick))
+    variants = (variants_for(train_s, samples(extra.copies), extra.copy_of, cfg.robust_augment_p)
+                if extra.copies else None)
+    extra_s = [variants.samples] if variants else []
 
     cache = None
     if cfg.feature_cache and model.supports_prefix_cache:
         cache = FeatureCache(cfg.cache_dir or data_dir / ".cache" / "features", prefix_id(model), cfg.cache_dtype)
-        crops = np.concatenate([train_s.crops, val_s.crops])
+        crops = np.concatenate([train_s.crops, val_s.crops, *(x.crops for x in extra_s)])
         model.eval()
-        n_new = cache.fill(train_s.keys + val_s.keys, lambda idx: preprocess(list(crops[idx])).to(procs.device),
+        n_new = cache.fill(train_s.keys + val_s.keys + [k for x in extra_s for k in x.keys],
+                           lambda idx: preprocess(list(crops[idx])).to(procs.device),
                            lambda x: model.encode_prefix(x).cpu(), rank=procs.rank, world=procs.world,
                            progress=cfg.progress and procs.main)
         U.barrier()
@@ -255,8 +267,12 @@ def _load_data(cfg: TrainConfig, labels: _Labels, model: nn.Module, data_dir: Pa
         print(f"{cfg.model} on {cfg.backbone}, protocol {labels.protocol}: {len(train_s)} train / {len(val_s)} val "
               f"items ({n_faces} with a face), {len(labels.taxonomy.classes)} classes; "
               + (f"feature cache {cache.dir} ({n_new} computed here)" if cache else "no feature cache")
-              + (f"; {procs.world} processes" if procs.world > 1 else ""), flush=True)
-    train_ds = FaceDataset(train_s, labels.taxonomy, preprocess, cache, Augment(cfg.hflip, cfg.color_jitter), cfg.seed)
+              + (f"; {procs.world} processes" if procs.world > 1 else "")
+              + (f"; {len(extra.blends)} self-blends" if cfg.self_blend else "")
+              + (f"; {len(extra.copies)} perturbed copies (p {cfg.robust_augment_p})" if extra.copies else ""),
+              flush=True)
+    train_ds = FaceDataset(train_s, labels.taxonomy, preprocess, cache, Augment(cfg.hflip, cfg.color_jitter), cfg.seed,
+                           variants)
     val_ds = FaceDataset(val_s, labels.taxonomy, preprocess, cache)
     for ds in (train_ds, val_ds):
         ds.set_families(labels.class_family)
@@ -278,7 +294,7 @@ class _Batches:
 def _build_loader(cfg: TrainConfig, data: _Data, procs: _Procs) -> _Batches:
     per_rank = cfg.batch_size // procs.world
     if cfg.balance_classes:  # real and each seen generator count equally (see data/sampling.py)
-        sampler = BalancedSampler(data.train.labels, num_replicas=procs.world, rank=procs.rank, seed=cfg.seed)
+        sampler = BalancedSampler(data.train.sample_groups, num_replicas=procs.world, rank=procs.rank, seed=cfg.seed)
     else:
         sampler = _ResumableSampler(data.train, num_replicas=procs.world, rank=procs.rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(data.train, batch_size=per_rank, sampler=sampler, collate_fn=collate,
