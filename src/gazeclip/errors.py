@@ -25,3 +25,8 @@ class DamagedFileError(GazeclipError, ValueError):
 class UnsafeFileError(DamagedFileError):
     """A file asks for something gazeclip refuses on principle (pickled code, paths outside the
     data folder, an image larger than the pixel limit)."""
+
+
+class StaleRunError(GazeclipError, ValueError):
+    """A run folder written before a file or field this gazeclip needs existed; `str(err)` names
+    the command that adds it."""

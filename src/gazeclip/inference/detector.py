@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .inputs import analyze_array, sort_inputs, to_rgb
 from .predict import predict_paths, predict_results
-from .results import FaceResult, ImageResult, VideoResult, with_verdict
+from .results import FaceResult, ImageResult, VideoResult, abstain_limits, with_verdict
 from .video import VideoOptions, predict_video
 
 
@@ -43,6 +43,7 @@ class Detector:
             raise TypeError(f"gazeclip.load: unknown option(s) {', '.join(sorted(options))}; "
                             f"the run loader takes {inspect.signature(load_run)}") from None
         self.run = load_run(run_dir, device, **options)
+        abstain_limits(self.run)  # a run without abstain limits fails here, not at its first image
         self.source = make_source(self.run, str(face_cache) if face_cache else None)
         self._lock = threading.RLock()
 

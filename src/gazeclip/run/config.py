@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..configfields import check_config, config_from_dict, option
+from .verdict import ABSTAIN_RULES
 
 PRECISIONS = ("auto", "bf16", "fp32")
 SELECT_METRICS = ("val_score", "val_acc", "val_auc", "val_loss")
@@ -73,6 +74,12 @@ class TrainConfig:
                                            "balanced accuracy) or 'fpr' (at most detection_target_fpr of real val "
                                            "faces called fake)", ("balanced", "fpr"))
     detection_target_fpr: float = option(0.05, "target false-positive rate on real validation faces for rule 'fpr'")
+    # design choice, not from the paper: abstain ("uncertain") outside what validation faces cover
+    abstain_quantile: float = option(0.005, "abstain limits: a predict face smaller, less colourful or less "
+                                            "confidently detected than this quantile of the validation faces, or "
+                                            "with a head turned further than their 1 - quantile, is 'uncertain'")
+    abstain_rules: tuple = option(ABSTAIN_RULES, "abstain rules to calibrate (YAML list; any of "
+                                                 f"{', '.join(ABSTAIN_RULES)}; [] = never uncertain)")
     max_train_items: int = option(0, "use at most this many training items (0 = all), for quick trials")
     find_unused_parameters: bool = option(True, "DDP: tolerate trainable parameters a step does not use")
     progress: bool = option(True, "show tqdm progress bars")
@@ -82,10 +89,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(d["betas"])
+        d["abstain_rules"] = list(d["abstain_rules"])
         return d
 
     def __post_init__(self):
         check_config(self, "TrainConfig")
+        bad = [r for r in self.abstain_rules if r not in ABSTAIN_RULES]
+        if bad:
+            raise ValueError(f"TrainConfig: abstain_rules {bad} unknown; use any of {', '.join(ABSTAIN_RULES)}")
+        if not 0.0 <= self.abstain_quantile < 0.5:
+            raise ValueError(f"TrainConfig: abstain_quantile={self.abstain_quantile} must be in [0, 0.5)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "TrainConfig":

@@ -29,7 +29,7 @@ def explain(run, image: str, out: str, face: int = 0, block: int = -2, target: s
         arr = _empty_arrays(img, size, source.gaze_dim)
         display, note = arr[0], "no face found: whole image"
     s = SampleSet([image], [""], arr[0][None], arr[1][None], arr[2][None], arr[3][None], np.array([arr[4]]),
-                  arr[5][None], np.array([len(res.faces)]))
+                  arr[5][None], np.array([len(res.faces)]), quality=arr[6][None])
     batch, _, _ = collate([FaceDataset(s, run.taxonomy, run.preprocess)[0]])
     classes = list(run.taxonomy.classes)
     t = None
