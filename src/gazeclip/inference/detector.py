@@ -52,6 +52,12 @@ class Detector:
                 f"backbone={self.run.cfg.backbone!r}, faces={self.run.cfg.faces!r})")
 
     @property
+    def lock(self) -> threading.RLock:
+        """Held while the detector predicts; hold it to run anything else on its model or its face
+        step (the service's Grad-CAM hooks the model's blocks)."""
+        return self._lock
+
+    @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.run.taxonomy.classes)
 
