@@ -39,22 +39,26 @@ def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) ->
     return rec
 
 
-def uncertain_summary(samples: SampleSet, limits) -> dict:
-    """How many test faces the abstain rule would answer "uncertain" (predict's verdict), per class,
-    and which limits they cross (the metrics above are over all faces, uncertain ones included)."""
+def uncertain_summary(samples: SampleSet, limits, detect: bool = True) -> dict:
+    """How many test images predict would answer "uncertain", per class, and which limits they
+    cross (the metrics above are over all of them, uncertain ones included). With face detection,
+    an image without a face gets no verdict from predict: counted under "no_face" instead."""
     from collections import Counter
 
     per: dict[str, list[int]] = {}
     why: Counter = Counter()
-    for c, q in zip(samples.classes, samples.quality):
+    no_face = 0
+    for c, q, n_faces in zip(samples.classes, samples.quality, samples.n_faces):
         rules = [rule for rule, _ in limits.check(q)] if limits is not None else []
+        if detect and n_faces == 0:
+            no_face, rules = no_face + 1, []
         n = per.setdefault(c, [0, 0])
         n[0] += 1
         n[1] += bool(rules)
         why.update(rules)
     total = [sum(v[0] for v in per.values()), sum(v[1] for v in per.values())]
     rate = lambda n: n[1] / n[0] if n[0] else None  # noqa: E731
-    return {"n": total[0], "uncertain": total[1], "rate": rate(total), "reasons": dict(why),
+    return {"n": total[0], "uncertain": total[1], "rate": rate(total), "reasons": dict(why), "no_face": no_face,
             "per_class": {c: {"n": v[0], "uncertain": v[1], "rate": rate(v)} for c, v in sorted(per.items())}}
 
 
@@ -114,7 +118,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = N
     full = compute_metrics(d)
     m = public(full)
     m["per_generator"] = per_generator_metrics(d, full["_cluster_assign"])
-    m["uncertain"] = uncertain_summary(samples, run.abstain)
+    m["uncertain"] = uncertain_summary(samples, run.abstain, run.cfg.faces == "detect")
     m.update(run=str(run.run_dir), model=run.cfg.model, backbone=run.cfg.backbone, protocol=proto.name,
              data=str(Path(data_dir).resolve()), unseen=list(proto.unseen))
     out.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def abstain_limits_from(quality: np.ndarray, quantile: float = 0.005,
     return AbstainLimits(min_face_px=at("face_px", "small-face"), min_chroma=at("chroma", "greyscale"),
                          min_score=at("score", "low-confidence"), max_pitch=at("pitch", "head-pose", True),
                          max_yaw=at("yaw", "head-pose", True), max_roll=at("roll", "head-pose", True),
-                         quantile=quantile, n=int(len(q)), split="val")
+                         quantile=quantile, n=int(np.isfinite(q).any(1).sum()), split="val")
 
 
 def calibration_record(logits: np.ndarray, labels: np.ndarray, is_fake: np.ndarray, p_fake: np.ndarray,
@@ -128,9 +128,12 @@ def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
     from .modeling import run_model
 
     preds = run_model(model, val_ds, batch_size=32, device=device)
+    quality = val_ds.s.quality.copy()
+    if cfg.faces == "detect":  # an image without a face gets no verdict from predict: its limits say nothing
+        quality[val_ds.s.n_faces == 0] = np.nan
     rec = calibration_record(preds.attribution_logits, val_ds.labels, val_ds.is_fake, preds.p_fake,
                              cfg.unknown_quantile, cfg.detection_threshold_rule, cfg.detection_target_fpr,
-                             val_ds.s.quality, cfg.abstain_quantile, cfg.abstain_rules)
+                             quality, cfg.abstain_quantile, cfg.abstain_rules)
     U.atomic_write_json(Path(run_dir) / "calibration.json", rec)
     return rec
 
