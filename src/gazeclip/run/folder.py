@@ -132,7 +132,7 @@ def read_calibration(path: str | Path) -> dict:
     """`calibration.json`, validated: `unknown_threshold` (and, from version 2 on,
     `detection_threshold`) must be finite probabilities; from version 3 on, `abstain` holds the
     abstain limits (numbers or null). Returns the record as read."""
-    fix = "delete it (the run then flags no unknown generators) or re-run `gazeclip train --out RUN --resume`"
+    fix = "delete it, then write it again on the validation split with `gazeclip eval --run RUN --data DATA`"
     d = read_json_file(path, fix)
     if not isinstance(d, dict):
         raise DamagedFileError(path, "is not a JSON object", fix)
