@@ -53,6 +53,7 @@ class FaceQuality:
 
     face_px: the longer side of the face box in source-image pixels (of the whole image for a
     whole-image run): a face upsampled beyond what training saw has lost the pixels a detector reads.
+    pitch, yaw: relative to the line of sight from the camera (faces.quality.head_angles).
     chroma: colourfulness, the mean over the face's central half of max(R, G, B) - min(R, G, B)
     (0-255); 0 for a greyscale source (a greyscale file, or an RGB file of a grey photo, up to
     JPEG noise of 1-2).
@@ -65,16 +66,13 @@ class FaceQuality:
     roll: float
     chroma: float
 
-    @property
-    def greyscale(self) -> bool:
-        """Greyscale up to compression noise (the abstain rule uses the run's calibrated limit)."""
-        return self.chroma < GREYSCALE_CHROMA
-
     def as_row(self) -> np.ndarray:
         return np.array([getattr(self, k) for k in QUALITY_FIELDS], np.float32)
 
 
-GREYSCALE_CHROMA = 2.0  # chroma below this: no colour left but JPEG noise (FaceQuality.greyscale)
+# chroma below this: no colour but compression noise, a greyscale source (how a reason words it;
+# the abstain rule itself uses the run's calibrated limit)
+GREYSCALE_CHROMA = 2.0
 
 
 @dataclass

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from ..records import Face, FaceQuality
+from .geometry import direction_to_pitchyaw
 
 
 def chroma(rgb: np.ndarray) -> float:
@@ -25,14 +27,28 @@ def chroma(rgb: np.ndarray) -> float:
     return float((c.max(2) - c.min(2)).mean())
 
 
+def head_angles(face: Face) -> tuple[float, float, float]:
+    """(pitch, yaw, roll) of the head in degrees, NaN when not solved. Pitch and yaw are taken
+    relative to the line of sight from the camera to the face (ETH-XGaze's normalised frame, when
+    the face was normalised), so a frontal face high in a wide photo is not "turned"; roll is the
+    tilt in the image plane."""
+    h = face.head
+    if h is None:
+        return (math.nan,) * 3
+    pitch, yaw = h.pitch, h.yaw
+    if face.norm_rotation is not None and h.rvec is not None:
+        rot = np.asarray(face.norm_rotation, np.float64) @ cv2.Rodrigues(np.asarray(h.rvec, np.float64))[0]
+        pitch, yaw = direction_to_pitchyaw(rot @ np.array([0.0, 0.0, -1.0]))
+    return math.degrees(pitch), math.degrees(yaw), math.degrees(h.roll)
+
+
 def face_quality(face: Face) -> FaceQuality:
     """The quality of a detected face. Its crop (`clip_crop`) is the source pixels around the box,
     resampled: a greyscale source gives a greyscale crop, so chroma is read there."""
     x0, y0, x1, y1 = face.box
-    h = face.head
-    pose = (math.nan,) * 3 if h is None else tuple(math.degrees(float(v)) for v in (h.pitch, h.yaw, h.roll))
-    return FaceQuality(face_px=float(max(x1 - x0, y1 - y0)), score=float(face.score), pitch=pose[0], yaw=pose[1],
-                       roll=pose[2], chroma=chroma(face.clip_crop))
+    pitch, yaw, roll = head_angles(face)
+    return FaceQuality(face_px=float(max(x1 - x0, y1 - y0)), score=float(face.score), pitch=pitch, yaw=yaw,
+                       roll=roll, chroma=chroma(face.clip_crop))
 
 
 def image_quality(image: np.ndarray) -> FaceQuality:
