@@ -59,13 +59,35 @@ class Server:
         self.thread.join(30)
 
 
+def _chrome(chrome: str, driver_path: str):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1280,860", "--no-first-run", "--disable-extensions"):
+        opts.add_argument(a)
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download anything
+    return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+def _wait_done(browser, seconds: int = 240) -> str:
+    """Wait for the page's answer; the status line."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds).until(
+        lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
+    status = browser.find_element(By.ID, "status").text
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done", status
+    return status
+
+
 @pytest.mark.real
 def test_page_shows_verdict_and_face_box(real_weights, tmp_path):
     chrome, driver_path = _browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     import gazeclip
     from gazeclip.serve.app import create_app
@@ -79,22 +101,13 @@ def test_page_shows_verdict_and_face_box(real_weights, tmp_path):
     photo = tmp_path / "astronaut.png"  # NASA, public domain (scikit-image's sample)
     shutil.copy(asset_path("photo-astronaut"), photo)
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1280,860", "--no-first-run", "--disable-extensions"):
-        opts.add_argument(a)
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download anything
     with Server(app) as url:
-        browser = webdriver.Chrome(service=Service(driver_path), options=opts)
+        browser = _chrome(chrome, driver_path)
         try:
             browser.get(url)
             assert "gazeclip" in browser.title
             browser.find_element(By.ID, "file").send_keys(str(photo))
-            WebDriverWait(browser, 240).until(
-                lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
-            status = browser.find_element(By.ID, "status").text
-            assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done", status
+            status = _wait_done(browser)
             verdicts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .verdict")]
             assert verdicts and set(verdicts) <= {"REAL", "FAKE"}, verdicts
             assert "1 face(s)" in status and "astronaut.png" in status
@@ -111,5 +124,52 @@ def test_page_shows_verdict_and_face_box(real_weights, tmp_path):
             if os.environ.get("GAZECLIP_SCREENSHOT"):
                 Path(os.environ["GAZECLIP_SCREENSHOT"]).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(shot, os.environ["GAZECLIP_SCREENSHOT"])
+        finally:
+            browser.quit()
+
+
+@pytest.mark.real
+def test_page_shows_uncertain_with_its_reason_and_the_gradcam_overlay(real_weights, tmp_path):
+    """A greyscale photo on a run whose limits need colour: UNCERTAIN, the reason, a grey dashed
+    box; ticking the Grad-CAM box asks for the maps and lays them over the face, unticking hides them."""
+    chrome, driver_path = _browser()
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import gazeclip
+    from gazeclip.serve.app import create_app
+    from gazeclip.weights import asset_path
+
+    run = tmp_path / "run"
+    make_run(run, faces="detect", min_face_px=64.0, min_chroma=8.0)
+    photo = tmp_path / "astronaut-grey.png"
+    Image.open(asset_path("photo-astronaut")).convert("L").save(photo)
+    with Server(create_app(gazeclip.load(run))) as url:
+        browser = _chrome(chrome, driver_path)
+        try:
+            browser.get(url)
+            browser.find_element(By.ID, "file").send_keys(str(photo))
+            status = _wait_done(browser)
+            assert "1 face(s), 0 judged fake, 1 uncertain" in status, status
+            assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .verdict")] == ["UNCERTAIN"]
+            reason = browser.find_element(By.CSS_SELECTOR, ".card .reason").text
+            assert reason.startswith("No verdict: greyscale: colour 0.0"), reason
+            (box,) = browser.find_elements(By.CSS_SELECTOR, "rect.face-box")
+            assert "uncertain" in box.get_attribute("class")
+            box_x = float(box.get_attribute("x"))
+            assert not browser.find_elements(By.CSS_SELECTOR, "image.cam")  # maps only when asked for
+            browser.execute_script("document.body.dataset.state = 'busy'")
+            browser.find_element(By.ID, "cam-toggle").click()  # re-sends the photo with explain=1
+            _wait_done(browser)
+            WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "image.cam"))
+            (cam,) = browser.find_elements(By.CSS_SELECTOR, "image.cam")
+            assert cam.is_displayed() and cam.get_attribute("href").startswith("data:image/png;base64,")
+            assert float(cam.get_attribute("x")) < box_x  # the crop: a square around the face box
+            assert "Grad-CAM" in browser.find_element(By.CSS_SELECTOR, ".card").text
+            shot = tmp_path / "serve-uncertain.png"
+            assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+            browser.find_element(By.ID, "cam-toggle").click()
+            assert not cam.is_displayed()
         finally:
             browser.quit()

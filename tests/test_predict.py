@@ -14,11 +14,18 @@ from gazeclip.run.utils import atomic_write_json
 from gazeclip.models.interface import Taxonomy
 
 FACE_KEYS = {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator", "gaze", "box",
-             "head", "verdict"}
+             "head", "verdict", "reason"}
 
 
-def make_run(run: Path, faces: str = "detect") -> Taxonomy:
-    """A run folder holding an (untrained) tiny model: what `gazeclip train` leaves, minus training."""
+def calibration(detection_threshold: float = 0.5, **abstain) -> dict:
+    """A hand-made calibration.json record (version 3); abstain limits off unless given."""
+    return {"version": 3, "unknown_threshold": 0.99, "quantile": 0.05, "detection_threshold": detection_threshold,
+            "abstain": abstain}
+
+
+def make_run(run: Path, faces: str = "detect", **abstain) -> Taxonomy:
+    """A run folder holding an (untrained) tiny model: what `gazeclip train` leaves, minus training
+    (abstain limits off unless given, e.g. min_face_px=64)."""
     from gazeclip.models import create_model
 
     tx = Taxonomy(("real", "gan-a", "diff-a"), {"real": "real", "gan-a": "gan", "diff-a": "diffusion"},
@@ -28,8 +35,7 @@ def make_run(run: Path, faces: str = "detect") -> Taxonomy:
     c = TrainConfig(model="gazeclip", backbone="tiny-random", faces=faces)
     (run / "config.yaml").write_text(yaml.safe_dump(c.to_dict()))
     atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
-    atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.99, "quantile": 0.05,
-                                                 "detection_threshold": 0.5})
+    atomic_write_json(run / "calibration.json", calibration(**abstain))
     return tx
 
 
@@ -103,8 +109,7 @@ def test_predict_verdict_follows_the_calibrated_threshold(tmp_path, capsys):
     p = _predict_json(main, capsys, tmp_path / "a.png", run)["p_fake"]
     assert 0.001 < p < 0.999
     for thr, verdict in ((p - 0.001, "fake"), (p + 0.001, "real")):
-        atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.99, "quantile": 0.05,
-                                                     "detection_threshold": thr})
+        atomic_write_json(run / "calibration.json", calibration(thr))
         rec = _predict_json(main, capsys, tmp_path / "a.png", run)
         assert rec["p_fake"] == pytest.approx(p) and rec["verdict"] == verdict
         assert (rec["generator"] is None) == (verdict == "real")

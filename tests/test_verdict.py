@@ -72,9 +72,11 @@ def test_balanced_ties_go_to_the_widest_gap():
 def test_calibration_record_keys():
     logits = np.log(np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]]))
     rec = calibration_record(logits, np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([0.2, 0.9, 0.8]), 0.05)
-    assert rec["version"] == 2 and rec["split"] == "val"
+    assert rec["version"] == 3 and rec["split"] == "val"
     assert rec["detection_threshold"] == pytest.approx(0.5) and rec["n_val_used"] == 2
     assert 0.0 < rec["unknown_threshold"] <= 1.0
+    # no face quality given: every abstain limit is off
+    assert all(rec["abstain"][k] is None for k in rec["abstain"] if k.startswith(("min_", "max_")))
 
 
 def test_decide_never_contradicts_itself():

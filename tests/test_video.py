@@ -110,12 +110,12 @@ def test_topk_aggregation_and_short_tracks():
                 "family": "gan", "unknown_generator": False, "box": [0, 0, 1, 1]}
 
     recs = [rec(0, 0.2, t) for t in range(8)] + [rec(1, 0.99, 3.0)]  # track 1: one frame out of 8
-    tracks, p = summarize_tracks(Run(), recs, 8, VideoOptions())
+    tracks, p, why = summarize_tracks(Run(), recs, 8, VideoOptions())
     assert [t["frames"] for t in tracks] == [8, 1]
-    assert p == pytest.approx(0.2)  # the one-frame track is ignored for the video's score
+    assert p == pytest.approx(0.2) and why is None  # the one-frame track is ignored for the video's score
     assert tracks[0]["verdict"] == "real" and tracks[0]["generator"] is None
     assert tracks[1]["verdict"] == "fake" and tracks[1]["generator"] == "gan-a"
-    tracks, p = summarize_tracks(Run(), [rec(0, 0.9, 0), rec(0, 0.7, 1), rec(0, 0.1, 2, "real")], 3, VideoOptions())
+    tracks, p, _ = summarize_tracks(Run(), [rec(0, 0.9, 0), rec(0, 0.7, 1), rec(0, 0.1, 2, "real")], 3, VideoOptions())
     assert p == pytest.approx(0.8) and tracks[0]["generator"] == "gan-a" and tracks[0]["verdict"] == "fake"
 
 

@@ -38,3 +38,8 @@ class MissingFileError(GazeclipError, FileNotFoundError):
 
 class OutputExistsError(GazeclipError, FileExistsError):
     """The output would overwrite something that is not ours to replace."""
+
+
+class StaleRunError(GazeclipError, ValueError):
+    """A run folder written before a file or field this gazeclip needs existed; `str(err)` names
+    the command that adds it."""

@@ -41,6 +41,40 @@ class Face:
     camera: np.ndarray | None = None          # (3, 3) intrinsics the head pose was solved with (added by faces)
 
 
+# Columns of a face's quality row (`FaceQuality.as_row`, `SampleSet.quality`), what the abstain
+# rule of gazeclip.run.verdict reads; NaN where a value does not exist (whole image: no detector
+# score, no head pose).
+QUALITY_FIELDS: tuple[str, ...] = ("face_px", "score", "pitch", "yaw", "roll", "chroma")
+
+
+@dataclass
+class FaceQuality:
+    """How much a verdict on one face can be trusted, measured on the source image (faces.quality).
+
+    face_px: the longer side of the face box in source-image pixels (of the whole image for a
+    whole-image run): a face upsampled beyond what training saw has lost the pixels a detector reads.
+    pitch, yaw: relative to the line of sight from the camera (faces.quality.head_angles).
+    chroma: colourfulness, the mean over the face's central half of max(R, G, B) - min(R, G, B)
+    (0-255); 0 for a greyscale source (a greyscale file, or an RGB file of a grey photo, up to
+    JPEG noise of 1-2).
+    """
+
+    face_px: float
+    score: float            # detector confidence; NaN for a whole image
+    pitch: float            # head pose, degrees (PnP); NaN when not solved or for a whole image
+    yaw: float
+    roll: float
+    chroma: float
+
+    def as_row(self) -> np.ndarray:
+        return np.array([getattr(self, k) for k in QUALITY_FIELDS], np.float32)
+
+
+# chroma below this: no colour but compression noise, a greyscale source (how a reason words it;
+# the abstain rule itself uses the run's calibrated limit)
+GREYSCALE_CHROMA = 2.0
+
+
 @dataclass
 class Gaze:
     """Output of a gaze estimator for one face."""

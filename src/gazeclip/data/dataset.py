@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..atomic import atomic_write_bytes
 from ..models.interface import REGIONS, Batch, Taxonomy
+from ..records import QUALITY_FIELDS
 from .manifest import REAL, ManifestRow, Protocol
 
 DEFAULT_GAZE_DIM = 512  # ResNet-18 penultimate width; used only when no estimator is loaded
@@ -55,10 +56,15 @@ class SampleSet:
     region_boxes: np.ndarray        # (N, R, 4) float32 in [0, 1]
     n_faces: np.ndarray             # (N,) int: faces found in the image
     keys: list[str] = field(default_factory=list)  # content hash of each crop
+    # (N, len(QUALITY_FIELDS)) float32: face size in source pixels, detector score, head pose,
+    # chroma (records.FaceQuality; NaN where unknown): what the abstain rule reads
+    quality: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.keys:
             self.keys = [crop_key(c) for c in self.crops]
+        if self.quality is None:
+            self.quality = np.full((len(self.paths), len(QUALITY_FIELDS)), np.nan, np.float32)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -68,7 +74,7 @@ class SampleSet:
         return SampleSet([self.paths[i] for i in idx], [self.classes[i] for i in idx], self.crops[idx],
                          self.gaze_vector[idx], self.gaze_pitchyaw[idx], self.gaze_features[idx],
                          self.gaze_valid[idx], self.region_boxes[idx], self.n_faces[idx],
-                         [self.keys[i] for i in idx])
+                         [self.keys[i] for i in idx], self.quality[idx])
 
 
 def crop_key(crop: np.ndarray) -> str:
@@ -152,24 +158,31 @@ def best_face_index(faces: list) -> int:
 
 
 def face_arrays(fg, size: int, gaze_dim: int) -> tuple:
-    """(crop, vector, pitchyaw, features, valid, boxes) for one FaceGaze record."""
+    """(crop, vector, pitchyaw, features, valid, boxes, quality) for one FaceGaze record."""
     from ..faces import region_boxes  # type: ignore[attr-defined]
+    from ..faces.quality import face_quality
 
     crop = square_resize(fg.face.clip_crop, size)
     boxes = np.asarray(region_boxes(fg.face), dtype=np.float32).reshape(len(REGIONS), 4)
+    quality = face_quality(fg.face).as_row()
     g = fg.gaze
     if g is None:
-        return crop, np.zeros(3, np.float32), np.zeros(2, np.float32), np.zeros(gaze_dim, np.float32), False, boxes
+        return (crop, np.zeros(3, np.float32), np.zeros(2, np.float32), np.zeros(gaze_dim, np.float32), False, boxes,
+                quality)
     feats = np.zeros(gaze_dim, np.float32)
     f = np.asarray(g.features, np.float32).ravel()[:gaze_dim]
     feats[: f.size] = f
-    return (crop, np.asarray(g.vector, np.float32), np.array([g.pitch, g.yaw], np.float32), feats, True, boxes)
+    return (crop, np.asarray(g.vector, np.float32), np.array([g.pitch, g.yaw], np.float32), feats, True, boxes,
+            quality)
 
 
 def whole_image_arrays(img: np.ndarray, size: int, gaze_dim: int) -> tuple:
+    """face_arrays' tuple for a whole image taken as the face."""
+    from ..faces.quality import image_quality
+
     full = np.tile(np.array([0, 0, 1, 1], np.float32), (len(REGIONS), 1))
     return (square_resize(img, size), np.zeros(3, np.float32), np.zeros(2, np.float32),
-            np.zeros(gaze_dim, np.float32), False, full)
+            np.zeros(gaze_dim, np.float32), False, full, image_quality(img).as_row())
 
 
 def build_samples(paths: Sequence[str], classes: Sequence[str], source: FaceGazeSource, size: int,
@@ -198,7 +211,8 @@ def build_samples(paths: Sequence[str], classes: Sequence[str], source: FaceGaze
         return empty_samples(size, source.gaze_dim), errors
     cols = list(zip(*items))
     return SampleSet(keep_paths, keep_cls, np.stack(cols[0]), np.stack(cols[1]), np.stack(cols[2]),
-                     np.stack(cols[3]), np.array(cols[4], bool), np.stack(cols[5]), np.array(cols[6])), errors
+                     np.stack(cols[3]), np.array(cols[4], bool), np.stack(cols[5]), np.array(cols[7]),
+                     quality=np.stack(cols[6])), errors
 
 
 def empty_samples(size: int, gaze_dim: int) -> SampleSet:
@@ -215,7 +229,8 @@ def samples_from_faces(path: str, faces: list, size: int, gaze_dim: int) -> Samp
     cols = list(zip(*items))
     n = len(items)
     return SampleSet([path] * n, [""] * n, np.stack(cols[0]), np.stack(cols[1]), np.stack(cols[2]),
-                     np.stack(cols[3]), np.array(cols[4], bool), np.stack(cols[5]), np.full(n, n))
+                     np.stack(cols[3]), np.array(cols[4], bool), np.stack(cols[5]), np.full(n, n),
+                     quality=np.stack(cols[6]))
 
 
 # ---------------------------------------------------------------- augmentation
@@ -393,7 +408,7 @@ def samples_key(rows: Sequence[ManifestRow], mode: str, estimator: str, size: in
     """Changes with the rows, the face/gaze settings (`pipeline`), the crop size and, given
     `data_dir`, each file's size and modification time (so an edited image is never served from
     the cache; the manifest's sha256 alone is not checked against the file)."""
-    h = hashlib.sha256(f"v2|{mode}|{estimator}|{size}|{gaze_dim}|{pipeline}".encode())
+    h = hashlib.sha256(f"v3|{mode}|{estimator}|{size}|{gaze_dim}|{pipeline}".encode())
     for r in rows:
         h.update(f"|{r.path}:{r.sha256}".encode())
         if data_dir is not None:
@@ -411,7 +426,7 @@ def save_samples(s: SampleSet, path: Path) -> None:
     buf = io.BytesIO()
     np.savez(buf, paths=np.array(s.paths), classes=np.array(s.classes), crops=s.crops, gaze_vector=s.gaze_vector,
              gaze_pitchyaw=s.gaze_pitchyaw, gaze_features=s.gaze_features, gaze_valid=s.gaze_valid,
-             region_boxes=s.region_boxes, n_faces=s.n_faces, keys=np.array(s.keys))
+             region_boxes=s.region_boxes, n_faces=s.n_faces, keys=np.array(s.keys), quality=s.quality)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -424,13 +439,13 @@ def load_samples(path: Path) -> SampleSet:
         with np.load(path, allow_pickle=False) as z:
             s = SampleSet([str(p) for p in z["paths"]], [str(c) for c in z["classes"]], z["crops"],
                           z["gaze_vector"], z["gaze_pitchyaw"], z["gaze_features"], z["gaze_valid"],
-                          z["region_boxes"], z["n_faces"], [str(k) for k in z["keys"]])
+                          z["region_boxes"], z["n_faces"], [str(k) for k in z["keys"]], z["quality"])
     except Exception as e:  # noqa: BLE001 - zip, CRC, header and missing-key errors all mean "damaged"
         raise DamagedFileError(path, f"damaged sample cache ({type(e).__name__}: {str(e)[:80]})",
                                "delete it; it is rebuilt") from None
     n = len(s.paths)
     if any(len(a) != n for a in (s.classes, s.crops, s.gaze_vector, s.gaze_pitchyaw, s.gaze_features,
-                                 s.gaze_valid, s.region_boxes, s.n_faces, s.keys)):
+                                 s.gaze_valid, s.region_boxes, s.n_faces, s.keys, s.quality)):
         raise DamagedFileError(path, "damaged sample cache (arrays of different lengths)", "delete it; it is rebuilt")
     return s
 

@@ -18,9 +18,9 @@ from .metrics import HEADLINE, OPEN_SET, EvalData, compute_metrics, per_generato
 
 def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) -> dict:
     """Recompute RUN/calibration.json on the *validation* split of `data_dir` with the run's
-    trained model (for runs calibrated before the detection threshold existed)."""
+    trained model (for runs calibrated before the detection threshold or the abstain limits existed)."""
     from ..data.dataset import build_taxonomy
-    from ..run.calibrate import calibrate_run
+    from ..run.calibrate import abstain_of, calibrate_run
 
     data_dir = Path(data_dir)
     rows = read_manifest(data_dir)
@@ -35,7 +35,31 @@ def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) ->
                          run.gaze_dim, face_cache_dir=run.cfg.face_cache_dir, progress=progress)
     rec = calibrate_run(run.run_dir, dataset_of(run, s, data_dir, progress=progress), run.cfg, run.device, run.model)
     run.unknown_threshold, run.detection_threshold = rec["unknown_threshold"], rec["detection_threshold"]
+    run.abstain = abstain_of(rec)
     return rec
+
+
+def uncertain_summary(samples: SampleSet, limits, detect: bool = True) -> dict:
+    """How many test images predict would answer "uncertain", per class, and which limits they
+    cross (the metrics above are over all of them, uncertain ones included). With face detection,
+    an image without a face gets no verdict from predict: counted under "no_face" instead."""
+    from collections import Counter
+
+    per: dict[str, list[int]] = {}
+    why: Counter = Counter()
+    no_face = 0
+    for c, q, n_faces in zip(samples.classes, samples.quality, samples.n_faces):
+        rules = [rule for rule, _ in limits.check(q)] if limits is not None else []
+        if detect and n_faces == 0:
+            no_face, rules = no_face + 1, []
+        n = per.setdefault(c, [0, 0])
+        n[0] += 1
+        n[1] += bool(rules)
+        why.update(rules)
+    total = [sum(v[0] for v in per.values()), sum(v[1] for v in per.values())]
+    rate = lambda n: n[1] / n[0] if n[0] else None  # noqa: E731
+    return {"n": total[0], "uncertain": total[1], "rate": rate(total), "reasons": dict(why), "no_face": no_face,
+            "per_class": {c: {"n": v[0], "uncertain": v[1], "rate": rate(v)} for c, v in sorted(per.items())}}
 
 
 def test_set(run: LoadedRun, data_dir: str | Path, protocol: str | None = None,
@@ -86,7 +110,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = N
              device: str = "auto", progress: bool = False, run: LoadedRun | None = None) -> dict:
     run = run or load_run(run_dir, device)
     out = Path(out) if out else run.run_dir / "eval"
-    if run.detection_threshold is None:  # calibrated before v2: redo it on the validation split
+    if run.detection_threshold is None or run.abstain is None:  # calibrated before v3: redo it on validation
         recalibrate(run, data_dir, progress)
     samples, proto, class_family = test_set(run, data_dir, protocol, progress)
     preds = predict_samples(run, samples, data_dir, progress=progress)
@@ -94,6 +118,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = N
     full = compute_metrics(d)
     m = public(full)
     m["per_generator"] = per_generator_metrics(d, full["_cluster_assign"])
+    m["uncertain"] = uncertain_summary(samples, run.abstain, run.cfg.faces == "detect")
     m.update(run=str(run.run_dir), model=run.cfg.model, backbone=run.cfg.backbone, protocol=proto.name,
              data=str(Path(data_dir).resolve()), unseen=list(proto.unseen))
     out.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,7 @@ class _Perturber:
         if with_face:
             gazes = self.source.estimator.estimate(new_faces)
             for i, f, g in zip(with_face, new_faces, gazes):
-                c, v, p, ft, ok, _ = face_arrays(FaceGaze(f, g), self.size, self.source.gaze_dim)
+                c, v, p, ft, ok, _, _ = face_arrays(FaceGaze(f, g), self.size, self.source.gaze_dim)
                 crops[i], vec[i], py[i], feats[i], valid[i] = c, v, p, ft, ok
         return replace(s, crops=crops, gaze_vector=vec, gaze_pitchyaw=py, gaze_features=feats, gaze_valid=valid,
                        keys=[])  # keys recomputed from the perturbed pixels

@@ -3,7 +3,7 @@ images, folders and videos.
 
     gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
     gazeclip predict folder/ --run runs/gazeclip-p2/export --runtime onnx --precision int8 --json
-    {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "verdict": "real", "generator": null,
+    {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "verdict": "real", "reason": null, "generator": null,
      "generator_prob": null, "family": null, "unknown_generator": false,
      "gaze": {"pitch": -4.1, "yaw": 7.9, "arrows": [...]}, "box": [...], "head": {...}}
     {"path": "folder/coffee.png", "faces": 0}
@@ -25,8 +25,9 @@ import sys
 from .. import safejson
 from ..atomic import atomic_path
 
-CSV_COLUMNS = ["path", "face", "p_fake", "verdict", "generator", "generator_prob", "family", "unknown_generator",
-               "gaze_pitch", "gaze_yaw", "box", "frame", "time", "track", "frames", "faces", "error"]
+CSV_COLUMNS = ["path", "face", "p_fake", "verdict", "reason", "generator", "generator_prob", "family",
+               "unknown_generator", "gaze_pitch", "gaze_yaw", "box", "frame", "time", "track", "frames", "faces",
+               "error"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

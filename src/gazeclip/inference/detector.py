@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from .inputs import analyze_array, sort_inputs, to_rgb
 from .predict import predict_paths, predict_results
-from .results import FaceResult, ImageResult, VideoResult, with_verdict
+from .results import FaceResult, ImageResult, VideoResult, abstain_limits, with_verdict
 from .video import VideoOptions, predict_video
 
 
@@ -43,12 +43,19 @@ class Detector:
             raise TypeError(f"gazeclip.load: unknown option(s) {', '.join(sorted(options))}; "
                             f"the run loader takes {inspect.signature(load_run)}") from None
         self.run = load_run(run_dir, device, **options)
+        abstain_limits(self.run)  # a run without abstain limits fails here, not at its first image
         self.source = make_source(self.run, str(face_cache) if face_cache else None)
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return (f"Detector(run={str(self.run.run_dir)!r}, model={self.run.cfg.model!r}, "
                 f"backbone={self.run.cfg.backbone!r}, faces={self.run.cfg.faces!r})")
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the detector predicts; hold it to run anything else on its model or its face
+        step (the service's Grad-CAM hooks the model's blocks)."""
+        return self._lock
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -1,13 +1,15 @@
 """Run a trained model on image files and folders: faces, real/fake, generator, gaze.
 
 One record per face:
-    {"path", "face", "p_fake", "verdict", "generator", "generator_prob", "family", "unknown_generator",
+    {"path", "face", "p_fake", "verdict", "reason", "generator", "generator_prob", "family", "unknown_generator",
      "gaze": {"pitch", "yaw", "arrows"},  (degrees, normalised frame; arrows: [x0, y0, x1, y1] pixels
                                            per eye, as drawn by `gazeclip gaze --draw`; null when not estimated)
      "box": [x0, y0, x1, y1],             (pixels of the original image; null for whole-image runs)
      "head": {"pitch", "yaw", "roll"}}    (head pose in degrees; null when not solved)
-`verdict` is "real" or "fake" at the run's validation-calibrated threshold; a real verdict names no
-generator or family (null), a fake one names a generator class (never "real"), see engine.verdict.
+`verdict` is "uncertain" (with a `reason`) for a face outside what the run's validation faces cover
+(too small in the source image, greyscale, ...), else "real" or "fake" at the run's
+validation-calibrated threshold; only a fake verdict names a generator class (never "real") and a
+family, see run.verdict.
 one per readable file without a face: {"path", "faces": 0}
 one per unreadable file:               {"path", "error"}   (broken links found in folders included)
 one per face whose model output is not finite (NaN/Inf: damaged weights): {"path", "face", "error"}
@@ -67,7 +69,9 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
     from ..data.dataset import SampleSet, whole_image_arrays, load_rgb, samples_from_faces
     from ..run.modeling import run_samples
     from ..run.verdict import decide
+    from .results import abstain_limits
 
+    limits = abstain_limits(run)
     mode = run.cfg.faces
     preprocess = run.preprocess
     size = preprocess.size
@@ -83,7 +87,7 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
             img = img if img is not None else load_rgb(res.path)
             a = whole_image_arrays(img, size, gaze_dim)
             sets.append(SampleSet([res.path], [""], a[0][None], a[1][None], a[2][None], a[3][None],
-                                  np.array([False]), a[5][None], np.array([0])))
+                                  np.array([False]), a[5][None], np.array([0]), quality=a[6][None]))
             order.append(("faces", (res, 1)))
         elif not res.faces:
             order.append(("noface", {"path": res.path, "faces": 0}))
@@ -96,7 +100,7 @@ def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:
         preds = run_samples(run.model, merged, preprocess, batch_size=32, device=run.device)
         prob = softmax(preds.attribution_logits, axis=1)  # only to catch non-finite outputs
         verdicts = decide(preds.p_fake, preds.attribution_logits, preds.family_logits, tx.classes, tx.families,
-                          getattr(run, "detection_threshold", None), thr)
+                          getattr(run, "detection_threshold", None), thr, merged.quality, limits)
     k = 0  # row of `merged`: faces are matched to their image by position, never by path
     for kind, payload in order:
         if kind != "faces":
@@ -144,4 +148,4 @@ def _concat(sets):
     cat = lambda a: np.concatenate([getattr(s, a) for s in sets])  # noqa: E731
     return SampleSet(sum((s.paths for s in sets), []), sum((s.classes for s in sets), []), cat("crops"),
                      cat("gaze_vector"), cat("gaze_pitchyaw"), cat("gaze_features"), cat("gaze_valid"),
-                     cat("region_boxes"), cat("n_faces"), sum((s.keys for s in sets), []))
+                     cat("region_boxes"), cat("n_faces"), sum((s.keys for s in sets), []), cat("quality"))

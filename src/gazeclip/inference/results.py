@@ -13,8 +13,24 @@ from ..run.verdict import DEFAULT_DETECTION_THRESHOLD, fake_verdict
 
 
 # ---------------------------------------------------------------- verdict
-# The real/fake rule is engine.verdict's (validation-calibrated detection threshold from
-# RUN/calibration.json; DEFAULT_DETECTION_THRESHOLD only for runs without a v2 calibration).
+# The real/fake/uncertain rule is run.verdict's (validation-calibrated detection threshold and
+# abstain limits from RUN/calibration.json; DEFAULT_DETECTION_THRESHOLD only for runs without a v2
+# calibration).
+def abstain_limits(run):
+    """The run's abstain limits (`AbstainLimits`); a run calibrated before they existed is refused
+    with the command that adds them (they come from its validation faces: no default fits every run)."""
+    limits = getattr(run, "abstain", None)
+    if limits is None:
+        from ..errors import StaleRunError
+
+        where = getattr(run, "run_dir", "the run")
+        raise StaleRunError(f"{where}/calibration.json: no abstain limits (calibrated before version 3), so predict "
+                            "cannot tell a face it can judge from one it cannot; add them with `gazeclip eval --run "
+                            f"{where} --data DATA` (DATA: the benchmark the run was trained on; it recalibrates on "
+                            "its validation split)")
+    return limits
+
+
 def detection_threshold(run) -> float:
     """The run's real/fake threshold on p_fake (validation-calibrated when the run has one)."""
     t = getattr(run, "detection_threshold", None)
@@ -62,7 +78,8 @@ class FaceResult(_JSON):
     face: int                         # index of the face in its image, largest first
     box: tuple[float, float, float, float] | None   # x0, y0, x1, y1 pixels; None for whole-image runs
     p_fake: float
-    verdict: str                      # "real" | "fake"
+    verdict: str                      # "real" | "fake" | "uncertain"
+    reason: str | None                # why "uncertain" (the limits crossed); None otherwise
     generator: str | None
     generator_prob: float | None
     family: str | None
@@ -78,7 +95,7 @@ class FaceResult(_JSON):
     def from_record(cls, rec: dict) -> "FaceResult":
         g, h = rec.get("gaze"), rec.get("head")
         return cls(face=rec["face"], box=tuple(rec["box"]) if rec.get("box") else None, p_fake=rec["p_fake"],
-                   verdict=rec["verdict"], generator=rec.get("generator"), generator_prob=rec.get("generator_prob"),
+                   verdict=rec["verdict"], reason=rec.get("reason"), generator=rec.get("generator"), generator_prob=rec.get("generator_prob"),
                    family=rec.get("family"), unknown_generator=bool(rec.get("unknown_generator")),
                    gaze=GazeAngles(g["pitch"], g["yaw"], list(g.get("arrows", []))) if g else None,
                    head_pose=HeadAngles(h["pitch"], h["yaw"], h["roll"]) if h else None,
@@ -123,12 +140,14 @@ class TrackResult:
     first_time: float
     last_time: float
     p_fake: float                     # mean of the top-k frame p_fake (see docs/engine.md, "Video")
-    verdict: str
+    verdict: str                      # "uncertain" when every frame of the track is
     generator: str | None
     generator_prob: float | None
     family: str | None
     unknown_generator: bool
     box: list[float] | None           # in the first frame of the track
+    uncertain_frames: int = 0         # frames of the track whose face is uncertain (left out of p_fake)
+    reason: str | None = None         # an uncertain track's: its first frame's reason
 
 
 @dataclass
@@ -140,7 +159,8 @@ class VideoResult(_JSON):
     duration: float | None = None
     frames_sampled: int = 0
     p_fake: float | None = None       # None when no face was found in any sampled frame
-    verdict: str | None = None
+    verdict: str | None = None        # "uncertain" when no face track could be judged
+    reason: str | None = None
     tracks: list[TrackResult] = field(default_factory=list)
     frames: list[FaceResult] = field(default_factory=list)
     error: str | None = None
@@ -158,6 +178,7 @@ class VideoResult(_JSON):
         faces = [FaceResult.from_record(r) for r in frame_records if "p_fake" in r]
         return cls(source=summary["path"], fps=summary.get("fps"), duration=summary.get("duration"),
                    frames_sampled=summary["frames"], p_fake=summary.get("p_fake"), verdict=summary.get("verdict"),
+                   reason=summary.get("reason"),
                    tracks=[TrackResult(**t) for t in summary.get("tracks", [])], frames=faces, record=summary,
                    frame_records=frame_records)
 
@@ -181,13 +202,13 @@ def describe_record(rec: dict) -> str:
     if "tracks" in rec:  # a video
         if rec["p_fake"] is None:
             return f"{where}: video, {rec['frames']} frames sampled, no face"
-        lines = [f"{where}: video {rec['verdict'].upper()} p_fake {rec['p_fake']:.3f} "
+        lines = [f"{where}: video {rec['verdict'].upper()}{_why(rec)} p_fake {rec['p_fake']:.3f} "
                  f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s))"]
         for t in rec["tracks"]:
             gen = f"  {t['generator']} ({t['family']})" if t["generator"] else ""
             unk = " (unknown generator)" if t["unknown_generator"] else ""
             lines.append(f"  track {t['track']}: {t['frames']} frames {t['first_time']:.1f}-{t['last_time']:.1f} s  "
-                         f"{t['verdict']} p_fake {t['p_fake']:.3f}{gen}{unk}")
+                         f"{t['verdict']}{_why(t)} p_fake {t['p_fake']:.3f}{gen}{unk}")
         return "\n".join(lines)
     if rec.get("faces") == 0:
         return f"{where}: no face"
@@ -197,5 +218,9 @@ def describe_record(rec: dict) -> str:
     track = f" track {rec['track']}" if "track" in rec else ""
     gen = (f"  {rec['generator']} ({rec['generator_prob']:.2f}, {rec['family']})"
            if rec.get("generator") is not None else "")
-    verdict = f"{rec['verdict']} " if "verdict" in rec else ""
+    verdict = f"{rec['verdict']}{_why(rec)} " if "verdict" in rec else ""
     return f"{where} face {rec['face']}{track}: {verdict}p_fake {rec['p_fake']:.3f}{gen}{unk}  {gz}"
+
+
+def _why(rec: dict) -> str:
+    return f" ({rec['reason']})" if rec.get("reason") else ""

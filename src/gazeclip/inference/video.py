@@ -4,14 +4,16 @@
       -> per-frame face records (the same code as images: engine.predict.predict_results)
       -> tracks: a face in frame t joins the track whose last box overlaps it most (IoU >= 0.3,
          one-to-one by the Hungarian assignment); otherwise it starts a new track
-      -> per-track score: the mean of the top-k frame p_fake, k = ceil(topk * frames of the track)
-      -> per-video score: the highest track score among tracks seen in at least
-         `min_track_fraction` of the sampled frames (all tracks if none is)
+      -> per-track score: the mean of the top-k frame p_fake, k = ceil(topk * frames of the track),
+         over the frames whose face is not "uncertain" (a track of only uncertain frames is uncertain)
+      -> per-video score: the highest score of the judged tracks among those seen in at least
+         `min_track_fraction` of the sampled frames (all tracks if none is); "uncertain" when none
+         of those could be judged: an uncertain face is never counted as fake
 
 Output records (the lines `gazeclip predict --json` prints; per-frame ones with `--per-frame`):
     per frame and face: the image record + {"frame", "time", "track"}; {"path", "frame", "time",
     "faces": 0} for a sampled frame without a face
-    per video: {"path", "frames", "fps", "duration", "faces", "p_fake", "verdict", "tracks": [...]}
+    per video: {"path", "frames", "fps", "duration", "faces", "p_fake", "verdict", "reason", "tracks": [...]}
     unreadable: {"path", "error"}
 """
 from __future__ import annotations
@@ -85,15 +87,20 @@ def topk_mean(values: list[float], fraction: float) -> float:
     return float(np.mean(v[:k]))
 
 
-def summarize_tracks(run, recs: list[dict], n_sampled: int, opts: VideoOptions) -> tuple[list[dict], float | None]:
-    """Per-track aggregates (dicts with TrackResult's fields) and the video's p_fake."""
+def summarize_tracks(run, recs: list[dict], n_sampled: int,
+                     opts: VideoOptions) -> tuple[list[dict], float | None, str | None]:
+    """Per-track aggregates (dicts with TrackResult's fields), the video's p_fake and, when no
+    track could be judged, why (the video is then "uncertain"; its p_fake is the tracks' highest,
+    for information only)."""
     by_track: dict[int, list[dict]] = {}
     for r in recs:
         by_track.setdefault(r["track"], []).append(r)
     tracks = []
-    for tid, rs in sorted(by_track.items()):
-        p = round(topk_mean([r["p_fake"] for r in rs], opts.topk), 6)
-        verdict = verdict_of(run, p)
+    for tid, all_rs in sorted(by_track.items()):
+        rs = [r for r in all_rs if r.get("verdict") != "uncertain"]  # the frames that can be judged
+        unsure = [r for r in all_rs if r.get("verdict") == "uncertain"]
+        p = round(topk_mean([r["p_fake"] for r in rs or all_rs], opts.topk), 6)
+        verdict = verdict_of(run, p) if rs else "uncertain"
         named = [r for r in rs if r.get("generator") not in (None, "real")]
         gen = fam = gprob = None
         unknown = False
@@ -106,13 +113,19 @@ def summarize_tracks(run, recs: list[dict], n_sampled: int, opts: VideoOptions) 
             fams = Counter(r["family"] for r in named if r.get("family") not in (None, "real"))
             fam = fams.most_common(1)[0][0] if fams else None
             unknown = sum(bool(r.get("unknown_generator")) for r in named) * 2 >= len(named)
-        tracks.append({"track": tid, "frames": len(rs), "first_time": rs[0]["time"], "last_time": rs[-1]["time"],
-                       "p_fake": p, "verdict": verdict, "generator": gen, "generator_prob": gprob, "family": fam,
-                       "unknown_generator": bool(unknown), "box": rs[0].get("box")})
+        tracks.append({"track": tid, "frames": len(all_rs), "first_time": all_rs[0]["time"],
+                       "last_time": all_rs[-1]["time"], "p_fake": p, "verdict": verdict, "generator": gen,
+                       "generator_prob": gprob, "family": fam, "unknown_generator": bool(unknown),
+                       "box": all_rs[0].get("box"), "uncertain_frames": len(unsure),
+                       "reason": unsure[0]["reason"] if not rs else None})
     if not tracks:
-        return [], None
+        return [], None, None
     long_enough = [t for t in tracks if t["frames"] >= opts.min_track_fraction * n_sampled] or tracks
-    return tracks, max(t["p_fake"] for t in long_enough)
+    judged = [t for t in long_enough if t["verdict"] != "uncertain"]
+    if not judged:
+        longest = max(long_enough, key=lambda t: t["frames"])
+        return tracks, max(t["p_fake"] for t in long_enough), f"no face track could be judged: {longest['reason']}"
+    return tracks, max(t["p_fake"] for t in judged), None
 
 
 def predict_video(run, source, path: str, opts: VideoOptions = VideoOptions()) -> Iterator[dict]:
@@ -153,7 +166,8 @@ def predict_video(run, source, path: str, opts: VideoOptions = VideoOptions()) -
     except VideoReadError as e:
         yield {"path": path, "error": str(e)}
         return
-    tracks, p = summarize_tracks(run, face_recs, n_sampled, opts)
+    tracks, p, why = summarize_tracks(run, face_recs, n_sampled, opts)
+    verdict = None if p is None else "uncertain" if why else verdict_of(run, p)
     yield {"path": path, "frames": n_sampled, "fps": round(info.fps, 3) if info.fps else None,
            "duration": round(info.duration, 3) if info.duration else None, "faces": len(face_recs),
-           "p_fake": p, "verdict": None if p is None else verdict_of(run, p), "tracks": tracks}
+           "p_fake": p, "verdict": verdict, "reason": why, "tracks": tracks}

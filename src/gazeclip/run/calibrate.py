@@ -10,6 +10,11 @@
   fake-conditional top probability p(g | fake) (gazeclip.run.verdict) over validation fakes
   whose generator is named correctly. A fake face whose p(g | fake) falls below it is flagged
   `unknown_generator` (design choice, not from the paper).
+- Abstain limits (`AbstainLimits`, gazeclip.run.verdict): the `abstain_quantile` (default 0.5 %)
+  quantile of the validation faces' size in source pixels, colourfulness and detector score, and
+  the 1 - `abstain_quantile` quantile of their |pitch|, |yaw| and |roll|: a predict face beyond one
+  of them is further from what the model was trained on than all but that share of validation
+  faces, and gets "uncertain" (design choice, not from the paper).
 """
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from . import utils as U
-from .verdict import DEFAULT_DETECTION_THRESHOLD, top_fake
+from ..records import QUALITY_FIELDS
+from .verdict import ABSTAIN_RULES, DEFAULT_DETECTION_THRESHOLD, AbstainLimits, top_fake
 
-CALIBRATION_VERSION = 2  # 2: fake-conditional unknown score + detection threshold
+CALIBRATION_VERSION = 3  # 2: fake-conditional unknown score + detection threshold; 3: + abstain limits
 
 
 def threshold_from(logits: np.ndarray, labels: np.ndarray, quantile: float) -> tuple[float, int]:
@@ -77,24 +83,57 @@ def detection_threshold_from(is_fake: np.ndarray, p_fake: np.ndarray, rule: str 
             "val_tpr": float((s[y] >= t).mean()) if n_fake else None}
 
 
+def abstain_limits_from(quality: np.ndarray, quantile: float = 0.005,
+                        rules: tuple[str, ...] | list[str] = ABSTAIN_RULES) -> AbstainLimits:
+    """The limits of the abstain rules named in `rules` from validation faces' quality rows
+    ((N, QUALITY_FIELDS), NaN = not measured). A limit with no measured value stays None (off)."""
+    unknown = sorted(set(rules) - set(ABSTAIN_RULES))
+    if unknown:
+        raise ValueError(f"abstain rules {unknown}: use any of {', '.join(ABSTAIN_RULES)}")
+    q = np.asarray(quality, np.float64).reshape(-1, len(QUALITY_FIELDS))
+
+    def at(name: str, rule: str, upper: bool = False) -> float | None:
+        v = q[:, QUALITY_FIELDS.index(name)]
+        v = np.abs(v[np.isfinite(v)]) if upper else v[np.isfinite(v)]
+        if rule not in rules or not v.size:
+            return None
+        return round(float(np.quantile(v, 1 - quantile if upper else quantile)), 3)
+
+    return AbstainLimits(min_face_px=at("face_px", "small-face"), min_chroma=at("chroma", "greyscale"),
+                         min_score=at("score", "low-confidence"), max_pitch=at("pitch", "head-pose", True),
+                         max_yaw=at("yaw", "head-pose", True), max_roll=at("roll", "head-pose", True),
+                         quantile=quantile, n=int(np.isfinite(q).any(1).sum()), split="val")
+
+
 def calibration_record(logits: np.ndarray, labels: np.ndarray, is_fake: np.ndarray, p_fake: np.ndarray,
-                       unknown_quantile: float, rule: str = "balanced", target_fpr: float = 0.05) -> dict:
+                       unknown_quantile: float, rule: str = "balanced", target_fpr: float = 0.05,
+                       quality: np.ndarray | None = None, abstain_quantile: float = 0.005,
+                       abstain_rules: tuple[str, ...] | list[str] = ABSTAIN_RULES) -> dict:
+    """calibration.json's record; `quality` (N, QUALITY_FIELDS) of the same validation faces gives
+    the abstain limits (all off without it)."""
     thr, n = threshold_from(logits, labels, unknown_quantile)
     det = detection_threshold_from(is_fake, p_fake, rule, target_fpr)
+    if quality is None:
+        quality = np.full((len(p_fake), len(QUALITY_FIELDS)), np.nan)
+    abstain = abstain_limits_from(quality, abstain_quantile, abstain_rules)
     return {"version": CALIBRATION_VERSION, "split": "val",
             "unknown_threshold": thr, "quantile": unknown_quantile, "n_val_used": n,
             "detection_threshold": det["threshold"], "detection_rule": det["rule"],
             "detection_target_fpr": det["target_fpr"], "detection_n_real": det["n_real"],
             "detection_n_fake": det["n_fake"], "detection_val_fpr": det["val_fpr"],
-            "detection_val_tpr": det["val_tpr"]}
+            "detection_val_tpr": det["val_tpr"], "abstain": abstain.as_dict()}
 
 
 def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
     from .modeling import run_model
 
     preds = run_model(model, val_ds, batch_size=32, device=device)
+    quality = val_ds.s.quality.copy()
+    if cfg.faces == "detect":  # an image without a face gets no verdict from predict: its limits say nothing
+        quality[val_ds.s.n_faces == 0] = np.nan
     rec = calibration_record(preds.attribution_logits, val_ds.labels, val_ds.is_fake, preds.p_fake,
-                             cfg.unknown_quantile, cfg.detection_threshold_rule, cfg.detection_target_fpr)
+                             cfg.unknown_quantile, cfg.detection_threshold_rule, cfg.detection_target_fpr,
+                             quality, cfg.abstain_quantile, cfg.abstain_rules)
     U.atomic_write_json(Path(run_dir) / "calibration.json", rec)
     return rec
 
@@ -102,11 +141,18 @@ def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
 def load_calibration(run_dir: str | Path) -> dict | None:
     """RUN/calibration.json (validated by `runfolder.read_calibration`: a damaged file raises
     `DamagedFileError` naming it), or None when absent or written before version 2 (its unknown
-    threshold is on another score; recalibrate it with `gazeclip.evaluation.evaluate.recalibrate`)."""
+    threshold is on another score; recalibrate it with `gazeclip.evaluation.evaluate.recalibrate`).
+    A version 2 record has no "abstain" limits: `predict` refuses it (`abstain_limits_of`)."""
     from .folder import read_calibration
 
     p = Path(run_dir) / "calibration.json"
     if not p.is_file():
         return None
     rec = read_calibration(p)
-    return rec if rec.get("version", 1) >= CALIBRATION_VERSION else None
+    return rec if rec.get("version", 1) >= 2 else None
+
+
+def abstain_of(cal: dict) -> AbstainLimits | None:
+    """The abstain limits of a calibration record (None before version 3)."""
+    d = cal.get("abstain")
+    return AbstainLimits.from_dict(d) if isinstance(d, dict) else None

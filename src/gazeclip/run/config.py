@@ -19,6 +19,7 @@ from ..data.augment import MAX_SEVERITY
 from ..data.derived import DerivedSpec
 from ..data.perturb import PERTURBATIONS
 from ..data.selfblend import BLEND_REGIONS
+from .verdict import ABSTAIN_RULES
 
 PRECISIONS = ("auto", "bf16", "fp32")
 SELECT_METRICS = ("val_score", "val_acc", "val_auc", "val_loss")
@@ -91,6 +92,12 @@ class TrainConfig:
                                            "balanced accuracy) or 'fpr' (at most detection_target_fpr of real val "
                                            "faces called fake)", ("balanced", "fpr"))
     detection_target_fpr: float = option(0.05, "target false-positive rate on real validation faces for rule 'fpr'")
+    # design choice, not from the paper: abstain ("uncertain") outside what validation faces cover
+    abstain_quantile: float = option(0.005, "abstain limits: a predict face smaller, less colourful or less "
+                                            "confidently detected than this quantile of the validation faces, or "
+                                            "with a head turned further than their 1 - quantile, is 'uncertain'")
+    abstain_rules: tuple = option(ABSTAIN_RULES, "abstain rules to calibrate (YAML list; any of "
+                                                 f"{', '.join(ABSTAIN_RULES)}; [] = never uncertain)")
     max_train_items: int = option(0, "use at most this many training items (0 = all), for quick trials")
     find_unused_parameters: bool = option(True, "DDP: tolerate trainable parameters a step does not use")
     progress: bool = option(True, "show tqdm progress bars")
@@ -99,7 +106,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("betas", "self_blend_regions", "robust_augment_kinds", "robust_augment_severity"):
+        for k in ("betas", "self_blend_regions", "robust_augment_kinds", "robust_augment_severity", "abstain_rules"):
             d[k] = list(d[k])  # YAML's safe dumper writes lists, not tuples
         return d
 
@@ -111,6 +118,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: {e}") from None
         if not 0.0 <= self.robust_augment_p <= 1.0:
             raise ValueError(f"TrainConfig: robust_augment_p={self.robust_augment_p} must lie in [0, 1]")
+        bad = [r for r in self.abstain_rules if r not in ABSTAIN_RULES]
+        if bad:
+            raise ValueError(f"TrainConfig: abstain_rules {bad} unknown; use any of {', '.join(ABSTAIN_RULES)}")
+        if not 0.0 <= self.abstain_quantile < 0.5:
+            raise ValueError(f"TrainConfig: abstain_quantile={self.abstain_quantile} must be in [0, 0.5)")
 
     def derived_spec(self) -> DerivedSpec:
         """The training items to render from the data folder (self-blends, perturbed copies)."""

@@ -25,6 +25,7 @@ import torch
 from ..errors import DamagedFileError, UnsafeFileError
 from ..models.interface import Taxonomy
 from .config import TrainConfig
+from .verdict import AbstainLimits
 
 CHECKPOINT_FIX = ("move it away and run `gazeclip train --out RUN --resume` to start the run again from the "
                   "beginning")
@@ -129,8 +130,9 @@ def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:
 
 def read_calibration(path: str | Path) -> dict:
     """`calibration.json`, validated: `unknown_threshold` (and, from version 2 on,
-    `detection_threshold`) must be finite probabilities. Returns the record as read."""
-    fix = "delete it (the run then flags no unknown generators) or re-run `gazeclip train --out RUN --resume`"
+    `detection_threshold`) must be finite probabilities; from version 3 on, `abstain` holds the
+    abstain limits (numbers or null). Returns the record as read."""
+    fix = "delete it, then write it again on the validation split with `gazeclip eval --run RUN --data DATA`"
     d = read_json_file(path, fix)
     if not isinstance(d, dict):
         raise DamagedFileError(path, "is not a JSON object", fix)
@@ -143,7 +145,22 @@ def read_calibration(path: str | Path) -> dict:
         if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) or \
                 not 0.0 <= thr <= 1.0:
             raise DamagedFileError(path, f"{key} {thr!r} is not a probability between 0 and 1", fix)
+    if version >= 3:
+        _check_abstain(path, d.get("abstain"), fix)
     return d
+
+
+def _check_abstain(path, d, fix: str) -> None:
+    """Version 3's "abstain" limits: a mapping whose limits are finite numbers or null."""
+    if not isinstance(d, dict):
+        raise DamagedFileError(path, f"abstain {d!r} is not a mapping of limits", fix)
+    for key in (k for k in AbstainLimits.__dataclass_fields__ if k.startswith(("min_", "max_"))):
+        v = d.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise DamagedFileError(path, f"abstain limit {key} {v!r} is not a number or null", fix)
+    unknown = sorted(set(d) - set(AbstainLimits.__dataclass_fields__))
+    if unknown:
+        raise DamagedFileError(path, f"abstain has unknown keys {unknown}", fix)
 
 
 # ---------------------------------------------------------------- model/ and stale files

@@ -11,11 +11,12 @@ import torch
 from ..errors import DamagedFileError
 from ..models.interface import Taxonomy
 from . import utils as U
-from .calibrate import load_calibration
+from .calibrate import abstain_of, load_calibration
 from .config import TrainConfig
 from .folder import load_run_config, read_taxonomy, same_taxonomy
 from .modeling import load_pretrained
 from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
+from .verdict import AbstainLimits
 
 
 @dataclass
@@ -32,6 +33,7 @@ class LoadedRun:
     gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
     _sources: dict = field(default_factory=dict, repr=False, compare=False)
     detection_threshold: float | None = None  # None: no v2 calibration (verdicts then use 0.5)
+    abstain: AbstainLimits | None = None      # None: no v3 calibration (predict refuses the run)
 
     @property
     def name(self) -> str:
@@ -95,14 +97,14 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
         raise DamagedFileError(tx_path, "does not match the taxonomy stored with model/ (a reordered or edited list "
                                "would rename generators)", "restore it, or delete it to use the model's own")
     if precision is None:
-        return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, detection_threshold=det)
+        return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, detection_threshold=det, abstain=abstain_of(cal))
     from ..models.inference import prepare_for_inference
 
     dtype = U.autocast_dtype(precision, dev, inference=True)
     prepare_for_inference(model, dtype)
     prec = "bf16" if dtype is not None else "fp32"
     return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, precision=prec, inference=True, gaze_precision=prec,
-                     detection_threshold=det)
+                     detection_threshold=det, abstain=abstain_of(cal))
 
 
 def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
@@ -120,4 +122,4 @@ def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedR
     gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
     return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
                      cal.get("unknown_threshold"), runtime="onnx", precision=prec, inference=True,
-                     gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"))
+                     gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"), abstain=abstain_of(cal))

@@ -2,7 +2,10 @@
 
     POST /v1/predict   multipart form, one or more files in the field `files` (or `file`)
                        -> {"records": [...], "model", "elapsed_ms"}; records are the lines
-                       `gazeclip predict --json` prints, "path" being the uploaded file's name
+                       `gazeclip predict --json` prints, "path" being the uploaded file's name;
+                       with `explain=1` (a form field or a query parameter) each face record also
+                       has "cam": {"region": [x0, y0, x1, y1], "png": "data:image/png;base64,...",
+                       "class"}: the Grad-CAM of `gazeclip explain` (slower: one backward pass a face)
     GET  /healthz      {"status": "ok", "model", "backbone", "run", "classes", "faces",
                         "detection_threshold", "version"}
     GET  /             the web page (static/index.html)
@@ -122,7 +125,8 @@ def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pendi
     def index() -> str:
         return html
 
-    async def _uploads(request: Request) -> list[tuple[str, bytes]]:
+    async def _uploads(request: Request) -> tuple[list[tuple[str, bytes]], bool]:
+        """(name, bytes) per uploaded file, and whether Grad-CAM maps were asked for (explain=1)."""
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
             raise HTTPException(415, "send the images as multipart/form-data in the field 'files'")
@@ -131,11 +135,31 @@ def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pendi
             files = [v for k, v in form.multi_items() if k in ("files", "file") and hasattr(v, "read")]
             if not files:
                 raise HTTPException(422, "no file in the form; send one or more images in the field 'files'")
-            return [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(files)]
+            flag = str(form.get("explain") or request.query_params.get("explain") or "").lower()
+            return [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(files)], \
+                flag in ("1", "true", "yes", "on")
         finally:
             await form.close()
 
-    def _predict(uploads: list[tuple[str, bytes]]) -> dict:
+    def _add_cams(records: list[dict], img) -> None:
+        """The Grad-CAM of each face record of one image (viz.explain.explain_faces), as "cam"."""
+        import base64
+
+        from ..viz.explain import explain_faces
+
+        faces = [r for r in records if "p_fake" in r]
+        if not faces:
+            return
+        if getattr(run, "runtime", "torch") != "torch":
+            raise HTTPException(422, "explain=1 needs the torch runtime (Grad-CAM differentiates the model); "
+                                     "serve the run without --runtime onnx")
+        with detector.lock:  # Grad-CAM hooks the model's blocks: no prediction may run meanwhile
+            cams = explain_faces(run, detector.source, img)
+        for rec, cam in zip(faces, cams):
+            rec["cam"] = {"region": cam["region"], "class": cam["class"],
+                          "png": "data:image/png;base64," + base64.b64encode(cam["png"]).decode()}
+
+    def _predict(uploads: list[tuple[str, bytes]], explain: bool = False) -> dict:
         if not slots.acquire(blocking=False):
             raise HTTPException(503, f"busy: {max_pending} requests are already waiting; retry shortly")
         try:
@@ -148,9 +172,13 @@ def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pendi
                     raise HTTPException(_status_for(e), str(e)) from None
             records = []
             for name, img in images:
+                mine = []
                 for _, rec in detector.iter_records([img]):
                     rec["path"] = name
-                    records.append(rec)
+                    mine.append(rec)
+                if explain:
+                    _add_cams(mine, img)
+                records += mine
             return {"records": records, "model": info["model"], "run": info["run"],
                     "elapsed_ms": round(1000 * (time.perf_counter() - t0), 1)}
         finally:
@@ -160,7 +188,7 @@ def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pendi
     async def predict(request: Request) -> dict:
         from fastapi.concurrency import run_in_threadpool
 
-        uploads = await _uploads(request)
-        return await run_in_threadpool(_predict, uploads)
+        uploads, explain = await _uploads(request)
+        return await run_in_threadpool(_predict, uploads, explain)
 
     return app

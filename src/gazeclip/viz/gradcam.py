@@ -86,3 +86,17 @@ def overlay_png(face: np.ndarray, res: CamResult, classes: list[str], path, titl
         a.axis("off")
     fig.suptitle(title or f"p_fake {res.p_fake:.3f}", fontsize=10)
     save_fig(fig, path)
+
+
+def heatmap_png(res: CamResult, size: int = 224) -> bytes:
+    """The map as a PNG for a web page to lay over the face crop: jet colours, transparent where
+    the model did not look (alpha = 0.6 x the map)."""
+    import cv2
+
+    cam = cv2.resize(res.cam.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    bgr = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    bgra = np.dstack([bgr, (cam * 0.6 * 255).astype(np.uint8)])
+    ok, buf = cv2.imencode(".png", bgra)
+    if not ok:
+        raise RuntimeError("PNG encoding of the Grad-CAM map failed")
+    return buf.tobytes()
