@@ -71,7 +71,8 @@ def make_run(run: Path, nan_weights: bool = False):
     (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(model="gazeclip", backbone="tiny-random",
                                                                 faces="none").to_dict()))
     atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
-    atomic_write_json(run / "calibration.json", {"unknown_threshold": 0.5, "quantile": 0.05})
+    atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.5, "quantile": 0.05,
+                                                 "detection_threshold": 0.5})
     return tx
 
 
