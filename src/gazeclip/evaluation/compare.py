@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..run.calibrate import load_calibration
+from ..run.calibrate import require_calibration
 from .metrics import HEADLINE, EvalData, bootstrap, compute_metrics
 from ..run.modeling import Predictions
 
@@ -52,7 +52,7 @@ def run_eval_data(run_dir: Path, data_dir: Path, protocol: str | None, device: s
     tx = read_taxonomy(run_dir / "taxonomy.json")
     rows = read_manifest(data_dir)
     proto = load_protocol(data_dir, meta["protocol"], rows)
-    cal = load_calibration(run_dir) or {}
+    cal = require_calibration(run_dir)  # evaluate calibrated it when needed
     d = EvalData([str(c) for c in extra["classes"]], list(tx.classes), list(tx.families), {r.cls: r.family for r in rows},
                  list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding,
                  cal.get("detection_threshold"), cal.get("unknown_threshold"))

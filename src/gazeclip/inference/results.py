@@ -138,6 +138,9 @@ class VideoResult(_JSON):
     fps: float | None = None
     duration: float | None = None
     frames_sampled: int = 0
+    frames_read: int = 0              # frames read from the stream (up to the last one sampled)
+    container_frames: int | None = None  # the frame count the container claims (None: it does not say)
+    warning: str | None = None        # a partial decode: the stream ended before the container's count
     p_fake: float | None = None       # None when no face was found in any sampled frame
     verdict: str | None = None
     tracks: list[TrackResult] = field(default_factory=list)
@@ -156,7 +159,9 @@ class VideoResult(_JSON):
             return cls(source=summary["path"], error=summary["error"], record=summary)
         faces = [FaceResult.from_record(r) for r in frame_records if "p_fake" in r]
         return cls(source=summary["path"], fps=summary.get("fps"), duration=summary.get("duration"),
-                   frames_sampled=summary["frames"], p_fake=summary.get("p_fake"), verdict=summary.get("verdict"),
+                   frames_sampled=summary["frames"], frames_read=summary.get("frames_read", 0),
+                   container_frames=summary.get("container_frames"), warning=summary.get("warning"),
+                   p_fake=summary.get("p_fake"), verdict=summary.get("verdict"),
                    tracks=[TrackResult(**t) for t in summary.get("tracks", [])], frames=faces, record=summary,
                    frame_records=frame_records)
 
@@ -178,10 +183,11 @@ def describe_record(rec: dict) -> str:
         return f"{rec['path']}{face}: ERROR {rec['error']}"
     where = f"{rec['path']} frame {rec['frame']} ({rec['time']:.2f} s)" if "frame" in rec else rec["path"]
     if "tracks" in rec:  # a video
+        warn = f"\n  warning: {rec['warning']}" if rec.get("warning") else ""
         if rec["p_fake"] is None:
-            return f"{where}: video, {rec['frames']} frames sampled, no face"
+            return f"{where}: video, {rec['frames']} frames sampled, no face{warn}"
         lines = [f"{where}: video {rec['verdict'].upper()} p_fake {rec['p_fake']:.3f} "
-                 f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s))"]
+                 f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s)){warn}"]
         for t in rec["tracks"]:
             gen = f"  {t['generator']} ({t['family']})" if t["generator"] else ""
             unk = " (unknown generator)" if t["unknown_generator"] else ""

@@ -99,14 +99,36 @@ def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
     return rec
 
 
+def calibrate_fix(run_dir: str | Path) -> str:
+    return f"calibrate it on the run's validation split: `gazeclip calibrate --run {run_dir}`"
+
+
 def load_calibration(run_dir: str | Path) -> dict | None:
-    """RUN/calibration.json (validated by `runfolder.read_calibration`: a damaged file raises
+    """RUN/calibration.json (validated by `folder.read_calibration`: a damaged file raises
     `DamagedFileError` naming it), or None when absent or written before version 2 (its unknown
-    threshold is on another score; recalibrate it with `gazeclip.evaluation.evaluate.recalibrate`)."""
+    threshold is on another score). Only for the steps that recalibrate such a run themselves
+    (`eval`, `gazeclip calibrate`); everything else calls `require_calibration`."""
     from .folder import read_calibration
 
     p = Path(run_dir) / "calibration.json"
     if not p.is_file():
         return None
-    rec = read_calibration(p)
-    return rec if rec.get("version", 1) >= CALIBRATION_VERSION else None
+    rec = read_calibration(p, calibrate_fix(run_dir))
+    return rec if rec["version"] >= CALIBRATION_VERSION else None
+
+
+def require_calibration(run_dir: str | Path, fix: str | None = None) -> dict:
+    """RUN/calibration.json, version 2: a missing or older file is refused with the command that
+    fixes it, never replaced by a default threshold (0.5 and no unknown flag would silently change
+    every verdict)."""
+    from ..errors import DamagedFileError
+
+    p = Path(run_dir) / "calibration.json"
+    fix = fix or calibrate_fix(run_dir)
+    if not p.is_file():
+        raise DamagedFileError(p, "missing (it holds the run's detection and unknown-generator thresholds)", fix)
+    rec = load_calibration(run_dir)
+    if rec is None:
+        raise DamagedFileError(p, "written by an older gazeclip (version 1: no detection threshold, its unknown "
+                               "threshold on another score)", fix)
+    return rec

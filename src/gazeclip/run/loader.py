@@ -11,11 +11,12 @@ import torch
 from ..errors import DamagedFileError
 from ..models.interface import Taxonomy
 from . import utils as U
-from .calibrate import load_calibration
+from .calibrate import load_calibration, require_calibration
 from .config import TrainConfig
-from .folder import load_run_config, read_taxonomy, same_taxonomy
+from .folder import check_model_bound_settings, load_run_config, read_taxonomy, same_taxonomy
 from .modeling import gaze_dim_of, load_pretrained, preprocess_of
-from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
+from .onnx_runtime import (RUN_FILES, OnnxModel, export_fix, find_export, read_export_meta, resolve_onnx_precision,
+                           verified_file)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = None,
-             runtime: str = "torch") -> LoadedRun:
+             runtime: str = "torch", calibrated: bool = True) -> LoadedRun:
     """The one loader of a run folder: every file is validated and a damaged one raises a
     `DamagedFileError` naming it. The model's own taxonomy (stored with its weights and checked
     against their digest) is the label space; a `taxonomy.json` that disagrees is refused.
@@ -70,7 +71,11 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     embeddings computed once); auto = bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and on
     CUDA devices with bf16, else fp32. The gaze network of `face_source` runs in the same precision.
     runtime onnx: the run's ONNX export (RUN itself or RUN/export, see `gazeclip export`) under
-    onnxruntime on the CPU; precision auto = int8 when exported, else fp32.
+    onnxruntime on the CPU; precision auto = int8 when the export measured that it changes no
+    verdict on real faces, else fp32.
+    calibrated: a missing or version-1 `calibration.json` is refused with the command that fixes
+    it (`gazeclip calibrate --run RUN`); False only for the steps that calibrate the run themselves
+    (`eval`, `gazeclip calibrate`), whose LoadedRun then has no thresholds until they do.
     """
     if runtime not in ("torch", "onnx"):
         raise ValueError(f"runtime {runtime!r}: use torch or onnx")
@@ -83,11 +88,11 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
                                 "finish it with `gazeclip train --out RUN --resume`")
     tx_path = run_dir / "taxonomy.json"
     stored = read_taxonomy(tx_path) if tx_path.is_file() else None
-    # None for a run calibrated before v2: `recalibrate` it (evaluate does)
-    cal = load_calibration(run_dir) or {}
+    cal = require_calibration(run_dir) if calibrated else load_calibration(run_dir) or {}
     thr, det = cal.get("unknown_threshold"), cal.get("detection_threshold")
     dev = U.resolve_device(device)
     model = load_pretrained(run_dir / "model", cfg.clip).to(dev).eval()
+    check_model_bound_settings(run_dir, cfg)  # after the digests: model/config.json is the original
     taxonomy = getattr(model, "taxonomy", None) or stored
     if taxonomy is None:
         raise FileNotFoundError(f"{tx_path}: missing; finish the run with `gazeclip train --out RUN --resume`")
@@ -110,14 +115,14 @@ def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedR
     if device not in ("auto", "cpu"):
         raise ValueError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
     run_dir = find_export(run_dir)
+    meta = read_export_meta(run_dir)
+    for name in RUN_FILES:  # pinned by export.json: a changed taxonomy or threshold is refused
+        verified_file(run_dir, meta, name)
     cfg = load_run_config(run_dir)
-    tx_path = run_dir / "taxonomy.json"
-    if not tx_path.is_file():
-        raise FileNotFoundError(f"{tx_path}: missing; export the run again with `gazeclip export`")
-    cal = load_calibration(run_dir) or {}
-    prec = resolve_onnx_precision(run_dir, precision)
+    cal = require_calibration(run_dir, export_fix(run_dir))
+    prec = resolve_onnx_precision(run_dir, precision, meta)
     # the gaze network stays in torch: bf16 where auto would pick it for the image tower
     gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
-    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
-                     cal.get("unknown_threshold"), runtime="onnx", precision=prec, inference=True,
-                     gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"))
+    return LoadedRun(run_dir, cfg, read_taxonomy(run_dir / "taxonomy.json"), OnnxModel(run_dir, prec),
+                     torch.device("cpu"), cal["unknown_threshold"], runtime="onnx", precision=prec, inference=True,
+                     gaze_precision=gaze, detection_threshold=cal["detection_threshold"])

@@ -40,9 +40,6 @@ def load_model_weights(model: nn.Module, model_dir: str | Path) -> None:
         from ..models.registry import read_pretrained_weights
 
         model.load_trainable_state_dict(read_pretrained_weights(model_dir))  # checked against its digest
-    elif (model_dir / "trainable.pt").is_file():
-        model.load_state_dict(torch.load(model_dir / "trainable.pt", map_location="cpu", weights_only=True),
-                              strict=False)
     else:
         raise FileNotFoundError(f"{model_dir}: no saved weights (model.safetensors)")
 

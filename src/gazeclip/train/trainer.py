@@ -40,8 +40,8 @@ from ..run import utils as U
 from ..run.config import TrainConfig
 from ..run.modeling import (create_model, fill_pending, gaze_dim_of, load_model_weights, preprocess_of, prefix_id, run_model,
                        supports_prefix, trainable_names, trainable_state)
-from ..run.folder import (CHECKPOINT_FIX, load_run_config, clean_stale, load_checkpoint, read_taxonomy, rng_state, same_taxonomy,
-                        save_model, set_rng_state)
+from ..run.folder import (CHECKPOINT_FIX, load_run_config, clean_stale, load_checkpoint, model_bound_settings,
+                        read_taxonomy, rng_state, same_taxonomy, save_model, set_rng_state)
 
 
 class Interrupted(SystemExit):
@@ -431,7 +431,7 @@ def _validate_epoch(cfg: TrainConfig, model: nn.Module, data: _Data, batches: _B
     if improved:
         state["best"], state["best_epoch"], state["bad_epochs"] = cur, row["epoch"], 0
         if procs.main:
-            save_model(model, run_dir / "model")
+            save_model(model, run_dir / "model", model_bound_settings(cfg))
     else:
         state["bad_epochs"] += 1
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
