@@ -219,3 +219,60 @@ def test_intact_export_still_predicts(exported, images, capsys):  # noqa: F811
     for precision in ("fp32", "int8"):
         rc, recs, _ = predict_json(capsys, onnx_args(exported, images[0], precision))
         assert rc == 0 and len(recs) == 1 and "p_fake" in recs[0]
+
+
+# ---------------------------------------------------------------- 13. the int8 file's stated error is the measured one
+def val_predictions(run_dir: Path, data: Path, runtime: str, precision: str):
+    from gazeclip.data.dataset import FaceDataset, manifest_samples
+    from gazeclip.data.manifest import load_protocol, read_manifest, select_rows
+    from gazeclip.run.loader import load_run
+    from gazeclip.run.modeling import run_model
+
+    run = load_run(run_dir, "cpu", precision=precision, runtime=runtime)
+    rows = read_manifest(data)
+    val = select_rows(rows, load_protocol(data, run.cfg.protocol, rows), "val")
+    s = manifest_samples(val, data, run.cfg.faces, run.cfg.gaze_estimator, run.preprocess.size, run.gaze_dim)
+    return run, run_model(run.model, FaceDataset(s, run.taxonomy, run.preprocess, None))
+
+
+def test_int8_error_stated_is_measured_and_decides_the_default(trained, exported, tmp_path, capsys):
+    import numpy as np
+
+    data, src = trained
+    meta = json.loads((exported / "export.json").read_text())
+    q = meta["quality"]
+    assert q["measured"] and q["n_faces"] > 0 and q["n_real"] + q["n_fake"] == q["n_faces"]
+    _, ref = val_predictions(src, data, "torch", "fp32")
+    _, got = val_predictions(exported, data, "onnx", "int8")
+    assert q["int8"]["max_abs_p_fake_vs_torch"] == pytest.approx(float(np.abs(got.p_fake - ref.p_fake).max()),
+                                                                 rel=1e-6, abs=1e-9)
+    clean = q["int8"]["verdicts_changed"] == q["int8"]["generators_changed"] == 0
+    assert meta["default_precision"] == ("int8" if clean else "fp32")
+    # a threshold between a face's torch and int8 scores: int8 now flips that verdict, so
+    # `--runtime onnx` must not pick it by default
+    i = int(np.argmax(np.abs(got.p_fake - ref.p_fake)))
+    assert got.p_fake[i] != ref.p_fake[i]
+    run = copy_run(src, tmp_path)
+    cal = json.loads((run / "calibration.json").read_text())
+    cal["detection_threshold"] = float((got.p_fake[i] + ref.p_fake[i]) / 2)
+    (run / "calibration.json").write_text(json.dumps(cal))
+    assert main(["export", "--run", str(run), "--int8"]) == 0
+    out = capsys.readouterr().out
+    flipped = json.loads((run / "export" / "export.json").read_text())
+    assert flipped["quality"]["int8"]["verdicts_changed"] >= 1 and flipped["default_precision"] == "fp32"
+    assert "--runtime onnx uses fp32" in out
+    from gazeclip.run.loader import load_run
+
+    assert load_run(run, "cpu", runtime="onnx").precision == "fp32"
+    assert load_run(run, "cpu", runtime="onnx", precision="int8").precision == "int8"  # still there when asked
+
+
+def test_export_without_data_does_not_default_to_int8(trained, tmp_path, capsys):
+    run = copy_run(trained[1], tmp_path)
+    c = yaml.safe_load((run / "config.yaml").read_text())
+    c["data"] = str(tmp_path / "gone")
+    (run / "config.yaml").write_text(yaml.safe_dump(c))
+    assert main(["export", "--run", str(run), "--int8"]) == 0
+    meta = json.loads((run / "export" / "export.json").read_text())
+    assert meta["quality"]["measured"] is False and meta["default_precision"] == "fp32"
+    assert "not measured" in capsys.readouterr().out
