@@ -14,8 +14,8 @@ header overstates its length still gets its 16 frames.
 from __future__ import annotations
 
 import os
-from itertools import count
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -124,8 +124,7 @@ def sample_indices(info: VideoInfo, fps: float | None = None, frames: int | None
         if not fps > 0 or not np.isfinite(fps):
             raise ValueError(f"fps must be > 0 and finite, not {fps}")
         step = max(info.fps / fps if info.fps > 0 else 1.0, 1.0)
-        k = count()
-        return _unique((int(round(i * step)) for i in k), n or None)
+        return _unique((int(round(i * step)) for i in count()), n or None)
     frames = DEFAULT_FRAMES if frames is None else int(frames)
     if frames < 1:
         raise ValueError(f"frames must be >= 1, not {frames}")
