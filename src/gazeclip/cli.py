@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("gazeclip.models.cli_info", "parameters and GFLOPs of a model per module"),
     "train": ("gazeclip.train.cli", "train a model on a benchmark protocol"),
     "eval": ("gazeclip.evaluation.cli_eval", "evaluate a trained run: attribution, open-set, detection"),
+    "calibrate": ("gazeclip.evaluation.cli_calibrate", "(re)compute a run's thresholds on its validation split"),
     "compare": ("gazeclip.evaluation.cli_compare", "side-by-side table of several runs with bootstrap intervals"),
     "experiment": ("gazeclip.experiment.cli", "models x seeds on one protocol: mean ± sd, paired differences"),
     "robustness": ("gazeclip.evaluation.cli_robustness", "metrics under JPEG, blur, noise, resize, colour changes"),

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_ = None
         if args.runtime != "torch" or args.precision is not None:
-            run_ = load_run(args.run, args.device, precision=args.precision, runtime=args.runtime)
+            run_ = load_run(args.run, args.device, precision=args.precision, runtime=args.runtime,
+                            calibrated=args.runtime == "onnx")  # an export is calibrated when made
         m = evaluate(args.run, args.data, args.protocol, args.out, args.device, progress=not args.quiet, run=run_)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip eval: {e}", file=sys.stderr)

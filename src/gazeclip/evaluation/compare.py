@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..run.calibrate import load_calibration
+from ..run.calibrate import require_calibration
 from ..run.modeling import Predictions
 from .bootstrap import bootstrap, check_same_test_items, paired_resamples
 from .metrics import HEADLINE, METRIC_LABELS, OPEN_SET, EvalData, compute_metrics
@@ -49,7 +49,7 @@ def run_eval_data(run_dir: Path, data_dir: Path, protocol: str | None, device: s
     tx = read_taxonomy(run_dir / "taxonomy.json")
     rows = read_manifest(data_dir)
     proto = load_protocol(data_dir, meta["protocol"], rows)
-    cal = load_calibration(run_dir) or {}
+    cal = require_calibration(run_dir)  # evaluate calibrated it when needed
     d = EvalData([str(c) for c in extra["classes"]], list(tx.classes), list(tx.families), {r.cls: r.family for r in rows},
                  list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding,
                  cal.get("detection_threshold"), cal.get("unknown_threshold"))

@@ -108,9 +108,9 @@ def eval_data(run: LoadedRun, samples: SampleSet, proto: Protocol, class_family:
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = None, out: str | Path | None = None,
              device: str = "auto", progress: bool = False, run: LoadedRun | None = None) -> dict:
-    run = run or load_run(run_dir, device)
+    run = run or load_run(run_dir, device, calibrated=False)
     out = Path(out) if out else run.run_dir / "eval"
-    if run.detection_threshold is None or run.abstain is None:  # calibrated before v3: redo it on validation
+    if run.detection_threshold is None or run.abstain is None:  # not calibrated, or by an older gazeclip
         recalibrate(run, data_dir, progress)
     samples, proto, class_family = test_set(run, data_dir, protocol, progress)
     preds = predict_samples(run, samples, data_dir, progress=progress)

@@ -4,8 +4,9 @@
     gazeclip predict photos/ --run runs/gazeclip-p2 --runtime onnx --json
 
 DIR gets model.onnx (fp32), model.int8.onnx (with --int8), export.json (inputs, outputs,
-preprocessing, parity vs torch measured at export) and the run's config.yaml, taxonomy.json and
-calibration.json (classes, families, unknown-generator threshold).
+preprocessing, the sha256 of every file, each file's error vs torch measured on the run's
+validation faces) and the run's config.yaml, taxonomy.json and calibration.json. int8 is what
+`--runtime onnx` uses by default only when it changed no verdict and no generator there.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime dynamic quantisation)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--data", help="dataset whose validation faces measure each file against torch (default: the "
+                                  "run's data folder); int8 becomes the default only if it changes no verdict there")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,14 +30,20 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.run) / "export"
     try:
-        meta = export_run(args.run, out, int8=args.int8, force=args.force, opset=args.opset)
+        meta = export_run(args.run, out, int8=args.int8, force=args.force, opset=args.opset, data=args.data)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"gazeclip export: {e}", file=sys.stderr)
         return 1
+    q = meta["quality"]
     for prec, fname in meta["files"].items():
         size = (out / fname).stat().st_size / 2**20
-        d = meta["parity_max_abs_diff_vs_torch"][prec]
-        print(f"{out / fname}: {size:.1f} MiB, {prec}; max |logit - torch| {d['attribution_logits']:.2e}, "
-              f"max |p_fake - torch| {d['p_fake']:.2e} on the export check batch")
+        if q["measured"]:
+            m = q[prec]
+            print(f"{out / fname}: {size:.1f} MiB, {prec}; on {q['n_faces']} faces ({q['on']}): max |p_fake - torch| "
+                  f"{m['max_abs_p_fake_vs_torch']:.4f}, {m['verdicts_changed']} verdicts and "
+                  f"{m['generators_changed']} generators changed")
+        else:
+            print(f"{out / fname}: {size:.1f} MiB, {prec}; quality not measured: {q['why']}")
+    print(f"--runtime onnx uses {meta['default_precision']} unless --precision says otherwise")
     print(f"inputs: {', '.join(meta['inputs'])}; outputs: {', '.join(meta['outputs'])}")
     return 0

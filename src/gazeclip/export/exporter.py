@@ -5,10 +5,17 @@
     OUT/model.onnx        the model, fp32: LoRA merged, prompt embeddings baked in as constants
     OUT/model.int8.onnx   (int8=True) onnxruntime dynamic quantisation of it (int8 weights of
                           every MatMul/Gemm, activations quantised per call)
-    OUT/export.json       inputs, outputs, preprocessing, versions, parity measured at export
+    OUT/export.json       inputs, outputs, preprocessing, versions, the sha256 of every other
+                          file, and the quality of each file measured at export (below)
     OUT/config.yaml, calibration.json   copied from the run (faces/gaze settings, the
-                          unknown-generator threshold); OUT/taxonomy.json the model's classes
-                          and families
+                          thresholds); OUT/taxonomy.json the model's classes and families
+
+Quality (`export.json` "quality"): each file against the torch model on the faces of the run's
+validation split (real and generated; the data folder of the run's config.yaml, or `data=`):
+the largest |p_fake - torch|, the verdicts and named generators it changes at the run's
+thresholds. `default_precision` (what `--runtime onnx` uses unless told) is int8 only when it
+changes none of them, else fp32; without data to measure on, fp32. The fixed pseudo-random batch
+of `parity_max_abs_diff_vs_torch` checks the graph, not the quality on faces.
 
 Inputs (batch-first, any batch size): pixel_values (B, 3, S, S) float32 (CLIP-normalised
 crops), gaze_vector (B, 3), gaze_pitchyaw (B, 2), gaze_features (B, Dg) float32,
@@ -108,12 +115,51 @@ def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str
     return {k: float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) for k in OUTPUTS}
 
 
+def measure_quality(run, folder: Path, precisions, data_dir: str | Path | None) -> dict:
+    """Each exported precision against the run's torch model (the fp32 inference copy) on the
+    faces of the validation split of `data_dir` (see the module docstring)."""
+    from ..data.dataset import FaceDataset, manifest_samples
+    from ..data.manifest import load_protocol, read_manifest, select_rows
+    from ..run.modeling import run_model
+    from ..run.onnx_runtime import OnnxModel
+    from ..run.verdict import fake_verdict, top_fake
+
+    if not data_dir or not (Path(data_dir) / "manifest.csv").is_file():
+        return {"measured": False, "why": f"no data folder to measure on ({data_dir or 'none recorded'}); "
+                                          "export with --data DIR"}
+    data_dir = Path(data_dir)
+    rows = read_manifest(data_dir)
+    proto = load_protocol(data_dir, run.cfg.protocol, rows)
+    val = select_rows(rows, proto, "val")
+    if not val:
+        return {"measured": False, "why": f"{data_dir}: no validation rows for protocol {proto.name}"}
+    samples = manifest_samples(val, data_dir, run.cfg.faces, run.cfg.gaze_estimator, run.preprocess.size,
+                               run.gaze_dim, face_cache_dir=run.cfg.face_cache_dir)
+    ds = FaceDataset(samples, run.taxonomy, run.preprocess, None)
+    ref = run_model(run.model, ds)
+    ref_fake = fake_verdict(ref.p_fake, run.detection_threshold)
+    ref_gen = top_fake(ref.attribution_logits)[0]
+    n_real = int(sum(c == "real" for c in samples.classes))
+    out = {"measured": True, "on": f"validation split of {data_dir.name} (protocol {proto.name})",
+           "data": str(data_dir.resolve()), "n_faces": len(ds), "n_real": n_real, "n_fake": len(ds) - n_real}
+    for prec in precisions:
+        got = run_model(OnnxModel(folder, prec), ds)
+        fake = fake_verdict(got.p_fake, run.detection_threshold)
+        both = fake & ref_fake
+        out[prec] = {"max_abs_p_fake_vs_torch": float(np.max(np.abs(got.p_fake.astype(np.float64) - ref.p_fake))),
+                     "verdicts_changed": int((fake != ref_fake).sum()),
+                     "generators_changed": int((top_fake(got.attribution_logits)[0] != ref_gen)[both].sum())}
+    return out
+
+
 def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: bool = False,
-               opset: int = OPSET) -> dict:
+               opset: int = OPSET, data: str | Path | None = None) -> dict:
     """Export a training run (see the module docstring). Returns the written export.json."""
     from importlib.metadata import version
 
+    from ..run.folder import read_run_yaml
     from ..run.loader import load_run
+    from ..run.onnx_runtime import RUN_FILES, sha256_file
     from ..run.utils import atomic_write_json
 
     out = Path(out)
@@ -130,9 +176,8 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
         if int8:
             quantize_int8(tmp / FILES["fp32"], tmp / FILES["int8"])
             files["int8"] = FILES["int8"]
-        for name in ("config.yaml", "calibration.json"):
-            if (run.run_dir / name).is_file():
-                shutil.copy2(run.run_dir / name, tmp / name)
+        for name in ("config.yaml", "calibration.json"):  # load_run required both
+            shutil.copy2(run.run_dir / name, tmp / name)
         # the label space is the model's own (load_run checked taxonomy.json against it)
         atomic_write_json(tmp / "taxonomy.json", run.taxonomy.to_dict())
         # parity on a fixed batch, measured now: torch (the prepared fp32 model) vs each file
@@ -151,7 +196,14 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
                 "gaze_feature_dim": gaze_dim, "regions": list(REGIONS), "inputs": names_of(tmp / FILES["fp32"]),
                 "outputs": list(OUTPUTS), "files": files, "opset": opset,
                 "parity_max_abs_diff_vs_torch": parity, "parity_batch": "export.example_inputs(n=4, seed=1)",
-                "versions": {p: version(p) for p in ("torch", "onnx", "onnxruntime")}}
+                "versions": {p: version(p) for p in ("torch", "onnx", "onnxruntime")},
+                "sha256": {n: sha256_file(tmp / n) for n in (*files.values(), *RUN_FILES)},
+                "default_precision": "fp32"}
+        atomic_write_json(tmp / "export.json", meta)  # first without the quality: OnnxModel reads it
+        quality = measure_quality(run, tmp, files, data or read_run_yaml(run_dir).get("data"))
+        int8_ok = quality["measured"] and "int8" in quality and \
+            quality["int8"]["verdicts_changed"] == quality["int8"]["generators_changed"] == 0
+        meta.update(quality=quality, default_precision="int8" if int8_ok else "fp32")
         atomic_write_json(tmp / "export.json", meta)
         umask = os.umask(0)
         os.umask(umask)

@@ -1,10 +1,20 @@
 """Reading images: any common file becomes an (H, W, 3) uint8 RGB array, upright per EXIF.
 
 This is the one image decoder of gazeclip (every image file read goes through `load_image` or
-`decode_image`). Before any pixel is decoded, the size the file declares in its header is checked
-against one limit, `max_image_pixels()` (default 89,478,485 pixels, Pillow's own default; set
-`GAZECLIP_MAX_IMAGE_PIXELS` or call `set_max_image_pixels`), for every format and bit depth, so a
-small file declaring a huge image cannot take the machine's memory.
+`decode_image`). It opens only PNG, JPEG, WebP, TIFF, BMP and GIF, chosen by the file's first
+bytes (never by its name), and only with Pillow's own decoders for them (no format that hands
+the bytes to an external program, such as EPS to Ghostscript). `inspect_image` checks, before
+any pixel is decoded:
+
+- the size the header declares against one limit, `max_image_pixels()` (default 89,478,485
+  pixels, Pillow's own default; set `GAZECLIP_MAX_IMAGE_PIXELS` or call `set_max_image_pixels`),
+  for every format and bit depth, so a small file declaring a huge image cannot take the memory;
+  only the first frame of an animated or multi-page file is decoded, so that is its cost;
+- for JPEG, the number of scans (at most `MAX_JPEG_SCANS`: a progressive file of thousands of
+  empty scans costs a full pass over the image each), then the whole entropy-coded data, decoded
+  at 1/8 scale by libjpeg-turbo in strict mode: a truncated file (even with an end marker
+  appended) or a header claiming more pixels than the data holds is refused instead of being
+  decoded with grey rows.
 
 Every failure is one `ImageReadError` whose message names the file and says what to do, so a
 batch job can report it and go on.
@@ -13,13 +23,17 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from struct import error as struct_error
 from typing import Iterable
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import GazeclipError
 
@@ -34,6 +48,13 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default decompression-bomb limit (ab
 _BYTES_PER_PIXEL_BOUND = 8
 _METADATA_BOUND = 64 << 20
 _max_pixels_override: int | None = None
+# the formats read, as Pillow names them, by the magic bytes that start their files
+SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+# design choice, not from the paper: encoders write up to about 20 scans (libjpeg's progressive
+# script 10, mozjpeg's optimised ones more); each scan is a pass over the whole image
+MAX_JPEG_SCANS = 64
 
 
 class ImageReadError(GazeclipError, ValueError):
@@ -42,7 +63,7 @@ class ImageReadError(GazeclipError, ValueError):
     def __init__(self, path: str | os.PathLike, reason: str, fix: str | None = None):
         self.path = str(path)
         self.reason = reason
-        fix = fix or "check that it is a complete PNG/JPEG/TIFF/WebP/BMP image (re-export or re-download it)"
+        fix = fix or "check that it is a complete PNG/JPEG/TIFF/WebP/BMP/GIF image (re-export or re-download it)"
         super().__init__(f"{self.path}: cannot read image: {reason}; {fix}")
 
 
@@ -165,6 +186,34 @@ def _is_16bit_colour_png(data: bytes) -> bool:
     return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 26 and data[24] == 16 and data[25] in (2, 6)
 
 
+def _png_exif(data: bytes) -> bytes | None:
+    """The eXIf chunk of a PNG, wherever it is (the chunk list is walked, no pixel is read)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        n, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        if kind == b"eXIf":
+            return data[pos + 8:pos + 8 + n]
+        if kind == b"IEND":
+            break
+        pos += 12 + n
+    return None
+
+
+# EXIF orientation -> the transform that makes the image upright (as ImageOps.exif_transpose does),
+# on the decoded array: views, then one contiguous copy at most
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: np.rot90(a, 2).transpose(1, 0, 2), 8: lambda a: np.rot90(a, 1)}
+
+
+def _orientation(exif: Image.Exif | None) -> int:
+    try:
+        value = int(exif.get(0x0112, 1)) if exif is not None else 1
+    except (TypeError, ValueError):
+        return 1
+    return value if value in _ORIENT else 1
+
+
 def _pillow_allows(limit: int) -> None:
     """Pillow refuses images over 2x its own MAX_IMAGE_PIXELS while opening the header; make sure
     it never refuses what our limit allows (our check, on the header, is the one that applies)."""
@@ -173,27 +222,85 @@ def _pillow_allows(limit: int) -> None:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def decode_image(data: bytes, name: str | os.PathLike = "<bytes>",
-                 background: tuple[int, int, int] = DEFAULT_BACKGROUND, max_pixels: int | None = None) -> np.ndarray:
-    """Decode encoded image bytes; `name` is only used in error messages. The size the header
-    declares is checked against the pixel limit before anything is decoded."""
-    if not data:
-        raise ImageReadError(name, "the file is empty")
-    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
-    _pillow_allows(limit)
+def sniff_format(data: bytes) -> str | None:
+    """The format (one of SUPPORTED_FORMATS) that `data` starts like, else None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
+
+
+# in entropy-coded JPEG data 0xFF is followed by 0x00 (a stuffed byte) or a restart marker; any
+# other byte after it starts the next marker segment
+_JPEG_MARKER = re.compile(rb"\xff(?!\x00|[\xd0-\xd7])")
+
+
+def jpeg_scans(data: bytes) -> int:
+    """The number of scans (SOS segments) of a JPEG stream, by walking its marker segments (the
+    EXIF thumbnail inside APP1 is skipped with its segment)."""
+    pos, scans = 2, 0
+    while pos + 4 <= len(data):
+        m = _JPEG_MARKER.match(data, pos)
+        if m is None:  # not at a marker: malformed, the decoder will say so
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # end of image
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:
+            scans += 1
+            nxt = _JPEG_MARKER.search(data, pos)
+            if nxt is None:
+                break
+            pos = nxt.start()
+    return scans
+
+
+def _validate_jpeg(data: bytes) -> None:
+    """Decode the whole entropy-coded data at 1/8 scale with libjpeg-turbo in strict mode: any
+    warning (premature end of data, a header claiming more rows than the data holds, corrupt
+    data) raises ValueError. About a third of the cost of the full decode, and 1/64 its memory."""
+    import simplejpeg
+
+    colour = simplejpeg.decode_jpeg_header(data)[2]
+    simplejpeg.decode_jpeg(data, colorspace="CMYK" if colour in ("CMYK", "YCCK") else "GRAY", min_factor=8,
+                           strict=True)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What `inspect_image` found in a file's header, before any decoding."""
+
+    format: str          # one of SUPPORTED_FORMATS
+    width: int
+    height: int
+    mode: str            # Pillow's mode
+    scans: int = 1       # JPEG: its number of scans
+    wide: bool = False   # a 16-bit colour PNG (decoded at 16 bits first: twice the memory)
+
+    @property
+    def pixels(self) -> int:
+        """Pixels decoded: width x height of the first frame (the only one decoded)."""
+        return self.width * self.height
+
+    @property
+    def cost(self) -> int:
+        """The decode budget this file takes, in 8-bit pixels (a 16-bit decode counts twice)."""
+        return self.pixels * (2 if self.wide else 1)
+
+
+@contextmanager
+def _reading(name, limit: int):
+    """Pillow's, OpenCV's and libjpeg's exceptions as one ImageReadError naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. PIL's palette/EXIF warnings: not the user's concern
-            with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size  # from the header: nothing decoded yet
-                check_declared_size(name, w, h, limit)
-                if _is_16bit_colour_png(data):
-                    arr = _read_16bit_colour(data, background)
-                    if arr is not None:
-                        return _checked(arr, name)
-                im.load()  # force the full decode now, so a truncated file fails here
-                im = ImageOps.exif_transpose(im)
-                arr = pil_to_rgb(im, background)
+            yield
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -205,12 +312,68 @@ def decode_image(data: bytes, name: str | os.PathLike = "<bytes>",
     except MemoryError:
         raise ImageReadError(name, "not enough memory to decode it",
                              f"downscale it, or lower {MAX_PIXELS_ENV} to refuse such files up front") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, struct_error) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "truncated" in reason.lower() or isinstance(e, EOFError):
             reason = f"the file is truncated ({reason})"
         raise ImageReadError(name, reason) from None
+
+
+def inspect_image(data: bytes, name: str | os.PathLike = "<bytes>", max_pixels: int | None = None) -> ImageInfo:
+    """Every check that comes before decoding (see the module docstring): the format by its magic
+    bytes, the declared size against the pixel limit, and for JPEG the scan count and a strict
+    1/8-scale decode of the data. Raises `ImageReadError`; returns what `decode_image` needs."""
+    if not data:
+        raise ImageReadError(name, "the file is empty")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageReadError(name, "not an image file of a supported format (" + ", ".join(SUPPORTED_FORMATS) + ")",
+                             "convert it to PNG or JPEG")
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    _pillow_allows(limit)
+    with _reading(name, limit), Image.open(io.BytesIO(data), formats=[fmt]) as im:
+        w, h = im.size  # from the header: nothing decoded yet
+        check_declared_size(name, w, h, limit)
+        info = ImageInfo(fmt, w, h, im.mode, wide=_is_16bit_colour_png(data))
+    if fmt == "JPEG":
+        scans = jpeg_scans(data)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageReadError(name, f"it has {scans} progressive scans, over the limit of {MAX_JPEG_SCANS} "
+                                 "(each is a pass over the whole image: a decoding-time bomb)",
+                                 "re-encode it (any encoder writes far fewer)")
+        try:
+            _validate_jpeg(data)
+        except ValueError as e:
+            raise ImageReadError(name, f"the file is damaged or truncated ({str(e).splitlines()[0][:120]})") from None
+        info = ImageInfo(fmt, w, h, info.mode, scans=scans)
+    return info
+
+
+def decode_image(data: bytes, name: str | os.PathLike = "<bytes>",
+                 background: tuple[int, int, int] = DEFAULT_BACKGROUND, max_pixels: int | None = None,
+                 info: ImageInfo | None = None) -> np.ndarray:
+    """Decode encoded image bytes; `name` is only used in error messages. `inspect_image`'s
+    checks run first (pass its `info` when you have it, so that they are not run twice)."""
+    info = info or inspect_image(data, name, max_pixels)
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    with _reading(name, limit), Image.open(io.BytesIO(data), formats=[info.format]) as im:
+        arr = _read_16bit_colour(data, background) if info.wide else None
+        if arr is not None:
+            raw = _png_exif(data)
+            orientation = _orientation(_exif_of(raw) if raw else None)
+        else:
+            im.load()  # force the full decode now, so a truncated file fails here
+            orientation = _orientation(im.getexif())
+            arr = pil_to_rgb(im, background)
+    if orientation != 1:
+        arr = _ORIENT[orientation](arr)
     return _checked(arr, name)
+
+
+def _exif_of(raw: bytes) -> Image.Exif:
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif
 
 
 def _checked(arr: np.ndarray, name) -> np.ndarray:
@@ -251,21 +414,9 @@ def load_image(path: str | os.PathLike, background: tuple[int, int, int] = DEFAU
 
 
 def image_header(path: str | os.PathLike) -> tuple[str, tuple[int, int], str]:
-    """(format, (width, height), mode) from the header only, with the same size check."""
-    data = read_bytes(path)
-    _pillow_allows(max_image_pixels())
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:
-                check_declared_size(path, *im.size)
-                return im.format or "?", im.size, im.mode
-    except ImageReadError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageReadError(path, "not an image file (unknown format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise ImageReadError(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    """(format, (width, height), mode) from the header, with every check of `inspect_image`."""
+    info = inspect_image(read_bytes(path), path)
+    return info.format, (info.width, info.height), info.mode
 
 
 def find_images(paths: Iterable[str | os.PathLike], exts: Iterable[str]) -> list[str]:

@@ -9,32 +9,32 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..run.verdict import DEFAULT_DETECTION_THRESHOLD, fake_verdict
+from ..run.verdict import fake_verdict
 
 
 # ---------------------------------------------------------------- verdict
 # The real/fake/uncertain rule is run.verdict's (validation-calibrated detection threshold and
-# abstain limits from RUN/calibration.json; DEFAULT_DETECTION_THRESHOLD only for runs without a v2
-# calibration).
-def abstain_limits(run):
-    """The run's abstain limits (`AbstainLimits`); a run calibrated before they existed is refused
-    with the command that adds them (they come from its validation faces: no default fits every run)."""
-    limits = getattr(run, "abstain", None)
-    if limits is None:
+# abstain limits from RUN/calibration.json). A run without them is refused, never given defaults.
+def _calibrated(run, value, what: str):
+    if value is None:
         from ..errors import StaleRunError
 
         where = getattr(run, "run_dir", "the run")
-        raise StaleRunError(f"{where}/calibration.json: no abstain limits (calibrated before version 3), so predict "
-                            "cannot tell a face it can judge from one it cannot; add them with `gazeclip eval --run "
-                            f"{where} --data DATA` (DATA: the benchmark the run was trained on; it recalibrates on "
-                            "its validation split)")
-    return limits
+        raise StaleRunError(f"{where}/calibration.json: no {what} (not calibrated by this gazeclip); add it with "
+                            f"`gazeclip calibrate --run {where}` (it recalibrates on the validation split of the "
+                            "run's data)")
+    return value
+
+
+def abstain_limits(run):
+    """The run's abstain limits (`AbstainLimits`: they come from its validation faces, so no default
+    fits every run)."""
+    return _calibrated(run, getattr(run, "abstain", None), "abstain limits")
 
 
 def detection_threshold(run) -> float:
-    """The run's real/fake threshold on p_fake (validation-calibrated when the run has one)."""
-    t = getattr(run, "detection_threshold", None)
-    return DEFAULT_DETECTION_THRESHOLD if t is None else float(t)
+    """The run's validation-calibrated real/fake threshold on p_fake."""
+    return float(_calibrated(run, getattr(run, "detection_threshold", None), "detection threshold"))
 
 
 def verdict_of(run, p_fake: float) -> str:
@@ -158,6 +158,9 @@ class VideoResult(_JSON):
     fps: float | None = None
     duration: float | None = None
     frames_sampled: int = 0
+    frames_read: int = 0              # frames read from the stream (up to the last one sampled)
+    container_frames: int | None = None  # the frame count the container claims (None: it does not say)
+    warning: str | None = None        # a partial decode: the stream ended before the container's count
     p_fake: float | None = None       # None when no face was found in any sampled frame
     verdict: str | None = None        # "uncertain" when no face track could be judged
     reason: str | None = None
@@ -177,8 +180,9 @@ class VideoResult(_JSON):
             return cls(source=summary["path"], error=summary["error"], record=summary)
         faces = [FaceResult.from_record(r) for r in frame_records if "p_fake" in r]
         return cls(source=summary["path"], fps=summary.get("fps"), duration=summary.get("duration"),
-                   frames_sampled=summary["frames"], p_fake=summary.get("p_fake"), verdict=summary.get("verdict"),
-                   reason=summary.get("reason"),
+                   frames_sampled=summary["frames"], frames_read=summary.get("frames_read", 0),
+                   container_frames=summary.get("container_frames"), warning=summary.get("warning"),
+                   p_fake=summary.get("p_fake"), verdict=summary.get("verdict"), reason=summary.get("reason"),
                    tracks=[TrackResult(**t) for t in summary.get("tracks", [])], frames=faces, record=summary,
                    frame_records=frame_records)
 
@@ -200,10 +204,11 @@ def describe_record(rec: dict) -> str:
         return f"{rec['path']}{face}: ERROR {rec['error']}"
     where = f"{rec['path']} frame {rec['frame']} ({rec['time']:.2f} s)" if "frame" in rec else rec["path"]
     if "tracks" in rec:  # a video
+        warn = f"\n  warning: {rec['warning']}" if rec.get("warning") else ""
         if rec["p_fake"] is None:
-            return f"{where}: video, {rec['frames']} frames sampled, no face"
+            return f"{where}: video, {rec['frames']} frames sampled, no face{warn}"
         lines = [f"{where}: video {rec['verdict'].upper()}{_why(rec)} p_fake {rec['p_fake']:.3f} "
-                 f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s))"]
+                 f"({rec['frames']} frames sampled, {len(rec['tracks'])} face track(s)){warn}"]
         for t in rec["tracks"]:
             gen = f"  {t['generator']} ({t['family']})" if t["generator"] else ""
             unk = " (unknown generator)" if t["unknown_generator"] else ""

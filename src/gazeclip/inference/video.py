@@ -13,7 +13,10 @@
 Output records (the lines `gazeclip predict --json` prints; per-frame ones with `--per-frame`):
     per frame and face: the image record + {"frame", "time", "track"}; {"path", "frame", "time",
     "faces": 0} for a sampled frame without a face
-    per video: {"path", "frames", "fps", "duration", "faces", "p_fake", "verdict", "reason", "tracks": [...]}
+    per video: {"path", "frames", "frames_read", "container_frames", "warning", "fps", "duration", "faces",
+                "p_fake", "verdict", "reason", "tracks": [...]}; "warning" (else null) when the stream ended
+                before the frame count the container claims (truncated, or an overstated header): the record
+                then rests on the frames that were read, and "duration" on them too
     unreadable: {"path", "error"}
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..faces.video import VideoReadError, iter_frames, probe
+from ..faces.video import FrameReader, VideoReadError, probe
 from .inputs import analyze_array
 from .predict import predict_results
 from .results import verdict_of, with_verdict
@@ -133,7 +136,7 @@ def predict_video(run, source, path: str, opts: VideoOptions = VideoOptions()) -
     last, the video's record. An unreadable video gives one {"path", "error"} record."""
     try:
         info = probe(path)
-        frames = iter_frames(path, opts.fps, opts.frames, info)
+        frames = FrameReader(path, opts.fps, opts.frames, info)
         tracker = IoUTracker(opts.iou)
         face_recs: list[dict] = []
         n_sampled = 0
@@ -168,6 +171,13 @@ def predict_video(run, source, path: str, opts: VideoOptions = VideoOptions()) -
         return
     tracks, p, why = summarize_tracks(run, face_recs, n_sampled, opts)
     verdict = None if p is None else "uncertain" if why else verdict_of(run, p)
-    yield {"path": path, "frames": n_sampled, "fps": round(info.fps, 3) if info.fps else None,
-           "duration": round(info.duration, 3) if info.duration else None, "faces": len(face_recs),
+    duration, warning = info.duration, None
+    if frames.ended_early:  # the container's count is not what the stream holds: trust what was read
+        duration = frames.read / info.fps if info.fps > 0 else None
+        warning = (f"the container lists {info.n_frames} frames but the stream ended after {frames.read} "
+                   "(truncated or damaged file, or a header that overstates its length); this record rests on "
+                   f"the {n_sampled} frames sampled from those")
+    yield {"path": path, "frames": n_sampled, "frames_read": frames.read, "container_frames": info.n_frames or None,
+           "warning": warning, "fps": round(info.fps, 3) if info.fps else None,
+           "duration": round(duration, 3) if duration else None, "faces": len(face_recs),
            "p_fake": p, "verdict": verdict, "reason": why, "tracks": tracks}

@@ -121,8 +121,8 @@ class DFADModel(nn.Module):
                 p.copy_(state[n])
         self._text_cache = None
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        return save_pretrained(self, path)
+    def save_pretrained(self, path: str | Path, run_settings: dict | None = None) -> Path:
+        return save_pretrained(self, path, run_settings)
 
     # ----- prompt embeddings, once per step
     def text_embeddings(self) -> TextEmbeddings:

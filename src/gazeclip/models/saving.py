@@ -33,11 +33,12 @@ def _meta_digest(meta: dict) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
 
 
-def save_pretrained(model, path: str | Path) -> Path:
-    """Write `config.json` (model, architecture, backbone, config, taxonomy) and the trainable
-    weights in `model.safetensors`. Frozen towers are not stored. The weights file records the
-    sha256 of its tensors and of config.json's content, so a flipped byte, a truncation or an
-    edited config.json (e.g. a reordered taxonomy) is refused when loaded."""
+def save_pretrained(model, path: str | Path, run_settings: dict | None = None) -> Path:
+    """Write `config.json` (model, architecture, backbone, config, taxonomy, and `run`: the run
+    settings the model's answers depend on, e.g. `faces`, when given) and the trainable weights in
+    `model.safetensors`. Frozen towers are not stored. The weights file records the sha256 of its
+    tensors and of config.json's content, so a flipped byte, a truncation or an edited config.json
+    (e.g. a reordered taxonomy) is refused when loaded."""
     from safetensors.torch import save_file
 
     from ..atomic import atomic_write_text
@@ -50,6 +51,8 @@ def save_pretrained(model, path: str | Path) -> Path:
     meta = {"format": FORMAT, "model": model.model_name, "architecture": model.architecture,
             "backbone": model.backbone_name, "config": dataclasses.asdict(model.config),
             "taxonomy": model.taxonomy.to_dict()}
+    if run_settings:
+        meta["run"] = dict(run_settings)
     atomic_write_text(path / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.trainable_state_dict().items()}
     save_file(state, str(path / WEIGHTS_FILE), metadata={"format": FORMAT, "weights_sha256": _state_digest(state),
@@ -79,8 +82,9 @@ def read_pretrained_meta(path: str | Path) -> dict:
 
 
 def read_pretrained_weights(path: str | Path, meta: dict | None = None, map_location: str = "cpu") -> dict:
-    """The tensors of `model.safetensors`, checked against the digests stored with them (files
-    saved before digests were recorded are read unchecked)."""
+    """The tensors of `model.safetensors`, checked against the digests stored with them. A file
+    without them (saved before digests existed, or with them removed) is refused: the check cannot
+    be skipped by deleting it."""
     from safetensors import safe_open
 
     from ..errors import DamagedFileError
@@ -96,11 +100,18 @@ def read_pretrained_weights(path: str | Path, meta: dict | None = None, map_loca
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged headers
         raise DamagedFileError(weights, f"damaged or truncated weights ({str(e).splitlines()[0][:100]})", fix) from None
+    unverifiable = "retrain the run with this gazeclip (`gazeclip train`), or get a copy of it saved with digests"
     want = stored.get("weights_sha256")
-    if want is not None and _state_digest(state) != want:
+    if not isinstance(want, str):
+        raise DamagedFileError(weights, "records no sha256 of its tensors (saved before digests existed, or the record "
+                               "was removed), so it cannot be checked", unverifiable)
+    if _state_digest(state) != want:
         raise DamagedFileError(weights, "its tensors do not match the sha256 stored with them (a changed byte)", fix)
     want_cfg = stored.get("config_sha256")
-    if meta is not None and want_cfg is not None and _meta_digest(meta) != want_cfg:
+    if meta is not None and not isinstance(want_cfg, str):
+        raise DamagedFileError(weights, f"records no sha256 of {CONFIG_FILE}, so the model's taxonomy cannot be checked",
+                               unverifiable)
+    if meta is not None and _meta_digest(meta) != want_cfg:
         raise DamagedFileError(Path(path) / CONFIG_FILE, f"does not match {WEIGHTS_FILE} (edited after saving: "
                                "e.g. a reordered taxonomy would rename generators)",
                                "restore the original config.json from the run you copied")

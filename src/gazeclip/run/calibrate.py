@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import utils as U
+from ..errors import DamagedFileError
 from ..records import QUALITY_FIELDS
+from . import utils as U
+from .folder import read_calibration
 from .verdict import ABSTAIN_RULES, DEFAULT_DETECTION_THRESHOLD, AbstainLimits, top_fake
 
 CALIBRATION_VERSION = 3  # 2: fake-conditional unknown score + detection threshold; 3: + abstain limits
@@ -138,18 +140,36 @@ def calibrate_run(run_dir: Path, val_ds, cfg, device, model) -> dict:
     return rec
 
 
-def load_calibration(run_dir: str | Path) -> dict | None:
-    """RUN/calibration.json (validated by `runfolder.read_calibration`: a damaged file raises
-    `DamagedFileError` naming it), or None when absent or written before version 2 (its unknown
-    threshold is on another score; recalibrate it with `gazeclip.evaluation.evaluate.recalibrate`).
-    A version 2 record has no "abstain" limits: `predict` refuses it (`abstain_limits_of`)."""
-    from .folder import read_calibration
+def calibrate_fix(run_dir: str | Path) -> str:
+    return f"calibrate it on the run's validation split: `gazeclip calibrate --run {run_dir}`"
 
+
+def load_calibration(run_dir: str | Path) -> dict | None:
+    """RUN/calibration.json (validated by `folder.read_calibration`: a damaged file raises
+    `DamagedFileError` naming it), or None when absent or written before CALIBRATION_VERSION (version
+    1's unknown threshold is on another score; version 2 has no abstain limits). Only for the steps that
+    recalibrate such a run themselves (`eval`, `gazeclip calibrate`); everything else calls
+    `require_calibration`."""
     p = Path(run_dir) / "calibration.json"
     if not p.is_file():
         return None
-    rec = read_calibration(p)
-    return rec if rec.get("version", 1) >= 2 else None
+    rec = read_calibration(p, calibrate_fix(run_dir))
+    return rec if rec["version"] >= CALIBRATION_VERSION else None
+
+
+def require_calibration(run_dir: str | Path, fix: str | None = None) -> dict:
+    """RUN/calibration.json of the current version: a missing or older file is refused with the command that
+    fixes it, never replaced by a default threshold (0.5 and no unknown flag would silently change
+    every verdict)."""
+    p = Path(run_dir) / "calibration.json"
+    fix = fix or calibrate_fix(run_dir)
+    if not p.is_file():
+        raise DamagedFileError(p, "missing (it holds the run's detection and unknown-generator thresholds)", fix)
+    rec = load_calibration(run_dir)
+    if rec is None:
+        raise DamagedFileError(p, f"written by an older gazeclip (version {read_calibration(p, fix)['version']} < "
+                               f"{CALIBRATION_VERSION}: without the detection threshold or the abstain limits)", fix)
+    return rec
 
 
 def abstain_of(cal: dict) -> AbstainLimits | None:

@@ -128,26 +128,26 @@ def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:
             and all(a.class_forgery_type.get(c) == b.class_forgery_type.get(c) for c in a.classes))
 
 
-def read_calibration(path: str | Path) -> dict:
+def read_calibration(path: str | Path, fix: str | None = None) -> dict:
     """`calibration.json`, validated: `unknown_threshold` (and, from version 2 on,
     `detection_threshold`) must be finite probabilities; from version 3 on, `abstain` holds the
-    abstain limits (numbers or null). Returns the record as read."""
-    fix = "delete it, then write it again on the validation split with `gazeclip eval --run RUN --data DATA`"
+    abstain limits (numbers or null). Returns the record as read, with its `version` (1 when it has none)."""
+    fix = fix or "calibrate the run again: `gazeclip calibrate --run RUN`"
     d = read_json_file(path, fix)
     if not isinstance(d, dict):
         raise DamagedFileError(path, "is not a JSON object", fix)
     version = d.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int):
-        raise DamagedFileError(path, f"version {version!r} is not an integer", fix)
+        raise DamagedFileError(path, f"version {str(version)[:40]} is not an integer", fix)
     keys = ("unknown_threshold", "detection_threshold") if version >= 2 else ("unknown_threshold",)
     for key in keys:
         thr = d.get(key)
         if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) or \
                 not 0.0 <= thr <= 1.0:
-            raise DamagedFileError(path, f"{key} {thr!r} is not a probability between 0 and 1", fix)
+            raise DamagedFileError(path, f"{key} {str(thr)[:40]} is not a probability between 0 and 1", fix)
     if version >= 3:
         _check_abstain(path, d.get("abstain"), fix)
-    return d
+    return {**d, "version": version}
 
 
 def _check_abstain(path, d, fix: str) -> None:
@@ -164,7 +164,30 @@ def _check_abstain(path, d, fix: str) -> None:
 
 
 # ---------------------------------------------------------------- model/ and stale files
-def save_model(model: torch.nn.Module, dest: str | Path) -> None:
+# the run settings a model's answers depend on besides its weights: stored with them (model/config.json,
+# covered by the weights' digest), so that an edited config.yaml is refused, not silently obeyed
+MODEL_BOUND_SETTINGS = ("faces", "gaze_estimator")
+
+
+def model_bound_settings(cfg: TrainConfig) -> dict:
+    return {k: getattr(cfg, k) for k in MODEL_BOUND_SETTINGS}
+
+
+def check_model_bound_settings(run_dir: str | Path, cfg: TrainConfig) -> None:
+    """`config.yaml` against the settings stored with `model/` (models saved without them, by
+    `save_pretrained` outside a run, are not checked)."""
+    from ..models.saving import read_pretrained_meta
+
+    stored = read_pretrained_meta(Path(run_dir) / "model").get("run") or {}
+    for key, value in stored.items():
+        if key in MODEL_BOUND_SETTINGS and getattr(cfg, key) != value:
+            raise DamagedFileError(Path(run_dir) / "config.yaml",
+                                   f"{key}: {getattr(cfg, key)!r}, but the model was trained with {key}: {value!r} "
+                                   "(recorded with its weights; the answers would silently change)",
+                                   f"set it back to {value!r}, or train a model with the setting you want")
+
+
+def save_model(model: torch.nn.Module, dest: str | Path, run_settings: dict | None = None) -> None:
     """`save_pretrained` into a temp folder, then move its files into `dest` one by one with
     os.replace, weights first. Within a run `config.json` never changes (the model, its config and
     taxonomy are fixed), so after any prefix of these renames `dest` holds a consistent model: the
@@ -174,7 +197,7 @@ def save_model(model: torch.nn.Module, dest: str | Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, run_settings)
         names = sorted(p.name for p in tmp.iterdir())
         names.sort(key=lambda n: n != "model.safetensors")  # weights first, then the (unchanged) config
         for name in names:

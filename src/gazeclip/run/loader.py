@@ -11,11 +11,12 @@ import torch
 from ..errors import DamagedFileError
 from ..models.interface import Taxonomy
 from . import utils as U
-from .calibrate import abstain_of, load_calibration
+from .calibrate import abstain_of, load_calibration, require_calibration
 from .config import TrainConfig
-from .folder import load_run_config, read_taxonomy, same_taxonomy
+from .folder import check_model_bound_settings, load_run_config, read_taxonomy, same_taxonomy
 from .modeling import load_pretrained
-from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
+from .onnx_runtime import (RUN_FILES, OnnxModel, export_fix, find_export, read_export_meta, resolve_onnx_precision,
+                           verified_file)
 from .verdict import AbstainLimits
 
 
@@ -32,8 +33,8 @@ class LoadedRun:
     inference: bool = False    # prepared for inference only (LoRA merged): predict, export
     gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
     _sources: dict = field(default_factory=dict, repr=False, compare=False)
-    detection_threshold: float | None = None  # None: no v2 calibration (verdicts then use 0.5)
-    abstain: AbstainLimits | None = None      # None: no v3 calibration (predict refuses the run)
+    detection_threshold: float | None = None  # None only while eval / calibrate recalibrate the run
+    abstain: AbstainLimits | None = None      # None only while eval / calibrate recalibrate the run
 
     @property
     def name(self) -> str:
@@ -62,7 +63,7 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = None,
-             runtime: str = "torch") -> LoadedRun:
+             runtime: str = "torch", calibrated: bool = True) -> LoadedRun:
     """The one loader of a run folder: every file is validated and a damaged one raises a
     `DamagedFileError` naming it. The model's own taxonomy (stored with its weights and checked
     against their digest) is the label space; a `taxonomy.json` that disagrees is refused.
@@ -72,7 +73,11 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     embeddings computed once); auto = bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and on
     CUDA devices with bf16, else fp32. The gaze network of `face_source` runs in the same precision.
     runtime onnx: the run's ONNX export (RUN itself or RUN/export, see `gazeclip export`) under
-    onnxruntime on the CPU; precision auto = int8 when exported, else fp32.
+    onnxruntime on the CPU; precision auto = int8 when the export measured that it changes no
+    verdict on real faces, else fp32.
+    calibrated: a missing or older `calibration.json` is refused with the command that fixes
+    it (`gazeclip calibrate --run RUN`); False only for the steps that calibrate the run themselves
+    (`eval`, `gazeclip calibrate`), whose LoadedRun then has no thresholds until they do.
     """
     if runtime not in ("torch", "onnx"):
         raise ValueError(f"runtime {runtime!r}: use torch or onnx")
@@ -85,11 +90,11 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
                                 "finish it with `gazeclip train --out RUN --resume`")
     tx_path = run_dir / "taxonomy.json"
     stored = read_taxonomy(tx_path) if tx_path.is_file() else None
-    # None for a run calibrated before v2: `recalibrate` it (evaluate does)
-    cal = load_calibration(run_dir) or {}
+    cal = require_calibration(run_dir) if calibrated else load_calibration(run_dir) or {}
     thr, det = cal.get("unknown_threshold"), cal.get("detection_threshold")
     dev = U.resolve_device(device)
     model = load_pretrained(run_dir / "model", cfg.clip).to(dev).eval()
+    check_model_bound_settings(run_dir, cfg)  # after the digests: model/config.json is the original
     taxonomy = getattr(model, "taxonomy", None) or stored
     if taxonomy is None:
         raise FileNotFoundError(f"{tx_path}: missing; finish the run with `gazeclip train --out RUN --resume`")
@@ -112,14 +117,14 @@ def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedR
     if device not in ("auto", "cpu"):
         raise ValueError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
     run_dir = find_export(run_dir)
+    meta = read_export_meta(run_dir)
+    for name in RUN_FILES:  # pinned by export.json: a changed taxonomy or threshold is refused
+        verified_file(run_dir, meta, name)
     cfg = load_run_config(run_dir)
-    tx_path = run_dir / "taxonomy.json"
-    if not tx_path.is_file():
-        raise FileNotFoundError(f"{tx_path}: missing; export the run again with `gazeclip export`")
-    cal = load_calibration(run_dir) or {}
-    prec = resolve_onnx_precision(run_dir, precision)
+    cal = require_calibration(run_dir, export_fix(run_dir))
+    prec = resolve_onnx_precision(run_dir, precision, meta)
     # the gaze network stays in torch: bf16 where auto would pick it for the image tower
     gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
-    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
-                     cal.get("unknown_threshold"), runtime="onnx", precision=prec, inference=True,
-                     gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"), abstain=abstain_of(cal))
+    return LoadedRun(run_dir, cfg, read_taxonomy(run_dir / "taxonomy.json"), OnnxModel(run_dir, prec),
+                     torch.device("cpu"), cal["unknown_threshold"], runtime="onnx", precision=prec, inference=True,
+                     gaze_precision=gaze, detection_threshold=cal["detection_threshold"], abstain=abstain_of(cal))

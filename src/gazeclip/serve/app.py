@@ -12,10 +12,18 @@
 
 Bad input gets an HTTP error with a one-line message and the service goes on: a body over the
 upload limit (default 20 MB) 413 before it is read in full; a file that is not an image 415; a
-damaged image 422; an image whose declared size is too large to decode (a decompression bomb)
-413, refused by the project's one image decoder (gazeclip.faces.io.decode_image). Requests are
-served by a thread pool; the detector's lock runs one prediction at a time, and at most
-`max_pending` requests may wait or run at once (more get 503), so memory stays bounded.
+damaged image 422; an image whose declared size is too large to decode (a decompression bomb) or
+that would take too long to (a progressive JPEG of thousands of scans) 413, refused by the
+project's one image decoder (gazeclip.faces.io) from its header, before any decoding.
+
+Memory is bounded by what is decoded, not by how many requests there are: every file's header is
+checked first (`inspect_image`: cheap), then each file is decoded and predicted in turn, under a
+budget of decoded pixels in flight across all requests (`PixelBudget`, default twice the pixel
+limit of one image): a file that would go over it gets 503 (retry), so at most the budget is ever
+decoded at once, however many requests arrive. Between files the request checks that its client
+is still connected, and stops (no more decoding or prediction) when it has gone. The detector's
+lock runs one prediction at a time; at most `max_pending` requests (their uploads held in memory,
+each under the upload limit) may wait or run at once, more get 503.
 """
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time
 
@@ -26,6 +34,48 @@ from importlib import resources
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PENDING = 64
+# design choice, not from the paper: two images of the largest allowed size decoded at once (one
+# being predicted, one waiting for the detector), about 2 x 270 MB of 8-bit RGB at the default limit
+BUDGET_IMAGES = 2
+TRIM_PIXELS = 16_000_000  # after decoding an image this large, freed memory goes back to the OS
+
+
+class PixelBudget:
+    """Decoded pixels in flight across all requests: `reserve(n)` takes n of them or says no
+    (never waits: beyond the budget the answer is 503), `release(n)` gives them back."""
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self.used = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            self.peak = max(self.peak, self.used)
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _trim_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps the blocks of a large decode otherwise,
+    so the service would stay at its peak); a no-op where there is no glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _TooLarge(Exception):
@@ -97,29 +147,35 @@ def page_html() -> str:
     return (resources.files("gazeclip.serve") / "static" / "index.html").read_text(encoding="utf-8")
 
 
-def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pending: int = DEFAULT_MAX_PENDING):
-    """A FastAPI app serving `detector` (a gazeclip Detector, or anything with its `iter_records`)."""
+def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pending: int = DEFAULT_MAX_PENDING,
+               max_pixels_in_flight: int | None = None):
+    """A FastAPI app serving `detector` (a gazeclip Detector, or anything with its `iter_records`).
+    `max_pixels_in_flight`: the decode budget (default BUDGET_IMAGES x the pixel limit of one
+    image, `gazeclip.faces.max_image_pixels()`); `app.state.budget` is the live `PixelBudget`."""
     from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import HTMLResponse
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import HTMLResponse, Response
 
     from .. import __version__
+    from ..faces.io import ImageReadError, decode_image, inspect_image, max_image_pixels
     from ..inference.results import detection_threshold
-    from ..faces.io import ImageReadError, decode_image
 
     max_bytes = int(max_upload_mb * 1e6)
     app = FastAPI(title="gazeclip", version=__version__,
                   description="Deepfake detection and attribution of faces, with gaze (GazeCLIP).")
     app.add_middleware(BodyLimit, max_bytes=max_bytes)
     slots = threading.BoundedSemaphore(max_pending)
+    budget = PixelBudget(max_pixels_in_flight or BUDGET_IMAGES * max_image_pixels())
+    app.state.budget = budget
     run = detector.run
-    info = {"model": run.cfg.model, "backbone": run.cfg.backbone, "run": run.run_dir.name,
-            "classes": list(run.taxonomy.classes), "faces": run.cfg.faces,
-            "detection_threshold": detection_threshold(run), "version": __version__}
+    about = {"model": run.cfg.model, "backbone": run.cfg.backbone, "run": run.run_dir.name,
+             "classes": list(run.taxonomy.classes), "faces": run.cfg.faces,
+             "detection_threshold": detection_threshold(run), "version": __version__}
     html = page_html()
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", **info}
+        return {"status": "ok", **about}
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -159,36 +215,59 @@ def create_app(detector, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pendi
             rec["cam"] = {"region": cam["region"], "class": cam["class"],
                           "png": "data:image/png;base64," + base64.b64encode(cam["png"]).decode()}
 
-    def _predict(uploads: list[tuple[str, bytes]], explain: bool = False) -> dict:
+    def _inspect(name: str, data: bytes):
+        try:
+            return inspect_image(data, name)
+        except ImageReadError as e:
+            raise HTTPException(_status_for(e), str(e)) from None
+
+    def _records(name: str, data: bytes, info, explain: bool) -> list[dict]:
+        try:
+            img = decode_image(data, name, info=info)
+        except ImageReadError as e:
+            raise HTTPException(_status_for(e), str(e)) from None
+        out = []
+        for _, rec in detector.iter_records([img]):
+            rec["path"] = name
+            out.append(rec)
+        if explain:
+            _add_cams(out, img)
+        return out
+
+    async def _predict(request: Request, uploads: list[tuple[str, bytes]], explain: bool) -> dict:
+        t0 = time.perf_counter()
+        # every header first: one bad file fails the request before any decoding or prediction
+        infos = [await run_in_threadpool(_inspect, name, data) for name, data in uploads]
+        records = []
+        for (name, data), info in zip(uploads, infos):
+            if await request.is_disconnected():
+                raise _ClientGone()
+            if info.cost > budget.limit:
+                raise HTTPException(413, f"{name}: {info.width}x{info.height} is more than the service decodes at once "
+                                         f"({budget.limit / 1e6:.0f} megapixels); send a smaller image")
+            if not budget.reserve(info.cost):
+                raise HTTPException(503, f"busy: decoding {name} ({info.width}x{info.height}) now would go over the "
+                                         f"service's budget of {budget.limit / 1e6:.0f} megapixels in flight; "
+                                         "retry shortly")
+            try:
+                records += await run_in_threadpool(_records, name, data, info, explain)
+            finally:
+                budget.release(info.cost)
+                if info.pixels >= TRIM_PIXELS:
+                    _trim_heap()
+        return {"records": records, "model": about["model"], "run": about["run"],
+                "elapsed_ms": round(1000 * (time.perf_counter() - t0), 1)}
+
+    @app.post("/v1/predict")
+    async def predict(request: Request):
+        uploads, explain = await _uploads(request)
         if not slots.acquire(blocking=False):
             raise HTTPException(503, f"busy: {max_pending} requests are already waiting; retry shortly")
         try:
-            t0 = time.perf_counter()
-            images = []
-            for name, data in uploads:  # decode all first: one bad file fails the request before any work
-                try:
-                    images.append((name, decode_image(data, name)))
-                except ImageReadError as e:
-                    raise HTTPException(_status_for(e), str(e)) from None
-            records = []
-            for name, img in images:
-                mine = []
-                for _, rec in detector.iter_records([img]):
-                    rec["path"] = name
-                    mine.append(rec)
-                if explain:
-                    _add_cams(mine, img)
-                records += mine
-            return {"records": records, "model": info["model"], "run": info["run"],
-                    "elapsed_ms": round(1000 * (time.perf_counter() - t0), 1)}
+            return await _predict(request, uploads, explain)
+        except _ClientGone:
+            return Response(status_code=499)  # nobody reads it: the work simply stopped
         finally:
             slots.release()
-
-    @app.post("/v1/predict")
-    async def predict(request: Request) -> dict:
-        from fastapi.concurrency import run_in_threadpool
-
-        uploads, explain = await _uploads(request)
-        return await run_in_threadpool(_predict, uploads, explain)
 
     return app

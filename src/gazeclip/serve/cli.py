@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"largest request body accepted (default {DEFAULT_MAX_UPLOAD_MB:g} MB); larger ones get 413")
     p.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
                    help="requests allowed to wait or run at once; more get 503")
+    p.add_argument("--max-megapixels-in-flight", type=float,
+                   help="decoded pixels held at once across all requests (default: twice the pixel limit of one "
+                        "image, GAZECLIP_MAX_IMAGE_PIXELS); a file that would go over it gets 503")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     import uvicorn
 
-    app = create_app(det, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending)
+    budget = int(args.max_megapixels_in_flight * 1e6) if args.max_megapixels_in_flight else None
+    app = create_app(det, max_upload_mb=args.max_upload_mb, max_pending=args.max_pending, max_pixels_in_flight=budget)
     print(f"gazeclip serve: {det} on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

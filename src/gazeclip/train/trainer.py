@@ -42,8 +42,8 @@ from ..run.config import TrainConfig
 from ..run.scores import binary_auc
 from ..run.modeling import (create_run_model, fill_pending, load_model_weights, prefix_id, run_model,
                        trainable_names, trainable_state)
-from ..run.folder import (CHECKPOINT_FIX, load_run_config, clean_stale, load_checkpoint, read_taxonomy, rng_state, same_taxonomy,
-                        save_model, set_rng_state)
+from ..run.folder import (CHECKPOINT_FIX, load_run_config, clean_stale, load_checkpoint, model_bound_settings,
+                        read_taxonomy, rng_state, same_taxonomy, save_model, set_rng_state)
 
 
 class Interrupted(SystemExit):
@@ -442,7 +442,7 @@ def _validate_epoch(cfg: TrainConfig, model: nn.Module, data: _Data, batches: _B
     if improved:
         state["best"], state["best_epoch"], state["bad_epochs"] = cur, row["epoch"], 0
         if procs.main:
-            save_model(model, run_dir / "model")
+            save_model(model, run_dir / "model", model_bound_settings(cfg))
     else:
         state["bad_epochs"] += 1
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
