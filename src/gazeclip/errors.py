@@ -25,3 +25,11 @@ class DamagedFileError(GazeclipError, ValueError):
 class UnsafeFileError(DamagedFileError):
     """A file asks for something gazeclip refuses on principle (pickled code, paths outside the
     data folder, an image larger than the pixel limit)."""
+
+
+class OutputPathError(GazeclipError, ValueError):
+    """An output path (`--csv`, `--out`, ...) that cannot be written, found before the work starts."""
+
+    def __init__(self, what: str, path: str | os.PathLike, reason: str, fix: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{what} {path}: {reason}; {fix}")
