@@ -36,25 +36,28 @@ def json_records(out: str) -> list[dict]:
 
 
 def test_special_files_are_one_error_each_and_never_hang(run, tmp_path):
-    """/dev/zero named on the command line, a FIFO named x.png and a link to /dev/zero found in a
-    folder: one error record each, unopened; the good file after them is predicted. (Before: the
-    batch read /dev/zero without end and blocked for ever on the FIFO.)"""
+    """/dev/zero and a FIFO named on the command line, a FIFO named x.png and a link to /dev/zero
+    found in a folder: one error record each, unopened; the good file after them is predicted.
+    (Before: /dev/zero was read without end, the FIFO blocked for ever, those in folders were
+    skipped without a word.)"""
     folder = tmp_path / "dump"
     folder.mkdir()
+    os.mkfifo(tmp_path / "pipe.jpg")
     os.mkfifo(folder / "x.png")
     (folder / "zero.png").symlink_to("/dev/zero")
     (folder / "clip.mp4").symlink_to("/dev/zero")
     image(folder / "y.png")
     try:
-        r = subprocess.run([sys.executable, "-m", "gazeclip", "predict", "/dev/zero", str(folder), "--run", str(run),
-                            "--json"], capture_output=True, text=True, timeout=120,
+        r = subprocess.run([sys.executable, "-m", "gazeclip", "predict", "/dev/zero", str(tmp_path / "pipe.jpg"),
+                            str(folder), "--run", str(run), "--json"], capture_output=True, text=True, timeout=120,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     except subprocess.TimeoutExpired:
         pytest.fail("predict hung on a special file")
     recs = {Path(r["path"]).name: r for r in json_records(r.stdout)}
-    assert r.returncode == 1 and set(recs) == {"zero", "x.png", "zero.png", "y.png"}, r.stderr[-2000:]
+    assert r.returncode == 1 and set(recs) == {"zero", "pipe.jpg", "x.png", "zero.png", "y.png"}, r.stderr[-2000:]
     assert "a character device, not a regular file" in recs["zero"]["error"]
     assert "a named pipe (FIFO), not a regular file" in recs["x.png"]["error"]
+    assert "a named pipe (FIFO)" in recs["pipe.jpg"]["error"]
     assert "a character device" in recs["zero.png"]["error"] and "zero.png" in recs["zero.png"]["error"]
     assert "p_fake" in recs["y.png"]
     # videos are checked the same way, and so is a batch into a result folder
