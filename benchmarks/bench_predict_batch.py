@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,7 +89,7 @@ def main() -> int:
               f"load average {load0[0]:.1f} before, {load1[0]:.1f} after")
         rates = {}
         for name, rs in got.items():
-            rates[name] = sorted(r for r, _ in rs)[len(rs) // 2]
+            rates[name] = statistics.median(r for r, _ in rs)
             walls = ", ".join(f"{w:.0f}" for _, w in rs)
             print(f"  {name:12s} {rates[name]:6.3f} files/s (median; each: {', '.join(f'{r:.3f}' for r, _ in rs)}), "
                   f"command wall {walls} s")

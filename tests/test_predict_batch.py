@@ -194,6 +194,11 @@ def test_resume_skips_by_path_size_mtime_and_refuses_other_settings(job, tmp_pat
     (other / "keep.txt").write_text("mine")
     assert main(predict_args(run, files, other)) == 1
     assert "not empty" in capsys.readouterr().err and sorted(os.listdir(other)) == ["keep.txt"]
+    # no input at all: refused, and no job is left behind
+    (tmp_path / "nothing").mkdir()
+    assert main(predict_args(run, tmp_path / "nothing", tmp_path / "empty-job")) == 1
+    assert "no image or video files" in capsys.readouterr().err
+    assert not (tmp_path / "empty-job" / "job.json").exists()
 
 
 def test_files_from_100000_paths_mostly_missing(job, tmp_path):

@@ -152,33 +152,34 @@ def _job_options(opts: BatchOptions) -> dict:
 
 
 def open_job(out: Path, model: dict, opts: BatchOptions) -> int:
-    """Create or reopen the result folder (rank 0): its new generation number. Refuses a folder
-    that holds something else, another job without --resume, or a resume with other options."""
+    """The generation this start of the job in `out` gets (rank 0; nothing is written). Refuses a
+    folder that holds something else, another job without --resume, or a resume with other settings."""
     job_path = out / "job.json"
-    options = _job_options(opts)
-    gen = 1
-    if job_path.is_file():
-        try:
-            job = json.loads(job_path.read_text())
-            old_gen, old_model, old_options = int(job["generation"]), job["model"], job["options"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise DamagedFileError(job_path, f"not a gazeclip batch job file ({e})",
-                                   "give a new --out folder (or delete this one)") from None
-        if not opts.resume:
-            raise BatchError(f"--out {out}: already holds a batch job (job.json, {old_gen} run(s)); add --resume to "
-                             "continue it, or give a new --out folder")
-        same = lambda a, b: {k: v for k, v in a.items() if k != "run"} == {k: v for k, v in b.items() if k != "run"}  # noqa: E731
-        if not same(old_model, model) or old_options != options:
-            diff = sorted(k for d_old, d_new in ((old_model, model), (old_options, options))
-                          for k in set(d_old) | set(d_new) if k != "run" and d_old.get(k) != d_new.get(k))
-            raise BatchError(f"--out {out}: made with other settings ({', '.join(diff)} differ; see job.json); "
-                             "resume with the same run and options, or give a new --out folder")
-        gen = old_gen + 1
-    elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
-        raise BatchError(f"--out {out}: the folder is not empty and holds no batch job; give a new or empty folder")
-    atomic_write_text(job_path, json.dumps({"version": JOB_VERSION, "generation": gen, "model": model,
-                                            "options": options}, indent=2) + "\n")
-    return gen
+    if not job_path.is_file():
+        if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+            raise BatchError(f"--out {out}: the folder is not empty and holds no batch job; give a new or empty folder")
+        return 1
+    try:
+        job = json.loads(job_path.read_text())
+        old_gen, old_model, old_options = int(job["generation"]), job["model"], job["options"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DamagedFileError(job_path, f"not a gazeclip batch job file ({e})",
+                               "give a new --out folder (or delete this one)") from None
+    if not opts.resume:
+        raise BatchError(f"--out {out}: already holds a batch job (job.json, {old_gen} run(s)); add --resume to "
+                         "continue it, or give a new --out folder")
+    settings = lambda d: {k: v for k, v in d.items() if k != "run"}  # noqa: E731 - the run may have moved
+    old, new = {**settings(old_model), **old_options}, {**settings(model), **_job_options(opts)}
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise BatchError(f"--out {out}: made with other settings ({', '.join(diff)} differ; see job.json); "
+                         "resume with the same run and options, or give a new --out folder")
+    return old_gen + 1
+
+
+def write_job(out: Path, gen: int, model: dict, opts: BatchOptions) -> None:
+    atomic_write_text(out / "job.json", json.dumps({"version": JOB_VERSION, "generation": gen, "model": model,
+                                                    "options": _job_options(opts)}, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- stored results
@@ -387,6 +388,10 @@ def run_batch(det, paths: Iterable[str], files_from: str | None, opts: BatchOpti
             gen = open_job(out, model, opts)
             t0 = time.perf_counter()
             inputs, dups = list_inputs(paths, files_from)
+            if not inputs:
+                raise BatchError(f"no image or video files in {', '.join(map(str, paths)) or files_from}; give files, "
+                                 "folders holding .jpg/.png/.mp4/... files, or --files-from LIST")
+            write_job(out, gen, model, opts)
             _write_inputs(out / "inputs.list", inputs)
             word = {"gen": gen, "n": len(inputs), "dups": dups, "list_s": time.perf_counter() - t0}
         except Exception as e:  # noqa: BLE001 - said to the other ranks (they would wait), then raised
