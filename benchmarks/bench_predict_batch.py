@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_predict import PHOTOS, make_run  # noqa: E402  (run as a script: benchmarks/ is on sys.path)
+from bench_predict import PHOTOS, make_run  # run as a script: benchmarks/ is on sys.path
 
 
 def cpu_name() -> str:

@@ -69,7 +69,7 @@ def single(args: list[str]) -> None:
 
 
 def finish(proc: subprocess.Popen, ok: bool = True) -> None:
-    out, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=600)
     assert (proc.returncode == 0) == ok, err[-3000:]
 
 

@@ -168,7 +168,7 @@ def open_job(out: Path, model: dict, opts: BatchOptions) -> int:
     if not opts.resume:
         raise BatchError(f"--out {out}: already holds a batch job (job.json, {old_gen} run(s)); add --resume to "
                          "continue it, or give a new --out folder")
-    settings = lambda d: {k: v for k, v in d.items() if k != "run"}  # noqa: E731 - the run may have moved
+    settings = lambda d: {k: v for k, v in d.items() if k != "run"}  # the run folder may have moved
     old, new = {**settings(old_model), **old_options}, {**settings(model), **_job_options(opts)}
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -199,7 +199,7 @@ def iter_entries(out: Path) -> Iterator[tuple[int, int, dict]]:
             for n, line in enumerate(fh, 1):
                 try:
                     e = json.loads(line)
-                    e["path"], e["gen"]  # noqa: B018 - both must be there
+                    e["path"], e["gen"]  # both must be there
                 except (ValueError, KeyError, TypeError):
                     raise DamagedFileError(f, f"line {n} is not a stored result",
                                            "delete the file: its inputs are predicted again by --resume") from None
@@ -336,7 +336,7 @@ class Tally:
                         self.images["unknown generator"] += bool(r["unknown_generator"])
 
     def as_dict(self) -> dict:
-        top = lambda c: dict(c.most_common())  # noqa: E731
+        top = lambda c: dict(c.most_common())
         return {"images": {"files": self.images["files"], "faces": self.images["faces"],
                            "no_face": self.images["no face"], "verdicts": top(self.image_verdicts),
                            "generators": top(self.image_generators), "families": top(self.families),
@@ -378,7 +378,7 @@ def run_batch(det, paths: Iterable[str], files_from: str | None, opts: BatchOpti
     t_start = time.perf_counter()
     rank, world, _ = U.dist_env()
     out = Path(opts.out)
-    model = model_identity(det.run)
+    model = model_identity(det.run) if rank == 0 else {}
     # rank 0 opens the folder and lists the inputs once; the others wait for its word
     word: dict = {}
     failed: Exception | None = None
@@ -416,19 +416,21 @@ def run_batch(det, paths: Iterable[str], files_from: str | None, opts: BatchOpti
         return None
     t0 = time.perf_counter()
     tally = merge(out, inputs)
-    merge_s = time.perf_counter() - t0
-    predicted = sum(s.predicted for s in all_stats)
-    busy = max((s.seconds for s in all_stats), default=0.0)
-    summary = {
-        "version": JOB_VERSION, "generation": gen, "inputs": len(inputs), "duplicates_dropped": word["dups"],
-        **tally.as_dict(),
-        "this_run": {"processes": world, "predicted": predicted, "skipped_done": sum(s.skipped for s in all_stats),
-                     "seconds": round(busy, 3),
-                     "files_per_s": round(predicted / busy, 3) if busy > 0 and predicted else None,
-                     "ranks": [asdict(s) | {"seconds": round(s.seconds, 3)} for s in all_stats],
-                     "timing_s": {"listing": round(word["list_s"], 3), "merge": round(merge_s, 3),
-                                  "rank0_wall": round(time.perf_counter() - t_start, 3)}},
-        "model": model, "options": _job_options(opts),
-    }
+    timing = {"listing": word["list_s"], "merge": time.perf_counter() - t0, "rank0_wall": time.perf_counter() - t_start}
+    summary = _summary(gen, len(inputs), word["dups"], tally, all_stats, timing, model, opts)
     U.atomic_write_json(out / "summary.json", summary)
     return BatchResult(out, summary, all_stats)
+
+
+def _summary(gen: int, n_inputs: int, dups: int, tally: Tally, stats: list[RankStats], timing: dict, model: dict,
+             opts: BatchOptions) -> dict:
+    predicted = sum(s.predicted for s in stats)
+    busy = max((s.seconds for s in stats), default=0.0)  # the slowest rank sets the pace
+    return {
+        "version": JOB_VERSION, "generation": gen, "inputs": n_inputs, "duplicates_dropped": dups, **tally.as_dict(),
+        "this_run": {"processes": len(stats), "predicted": predicted, "skipped_done": sum(s.skipped for s in stats),
+                     "seconds": round(busy, 3), "files_per_s": round(predicted / busy, 3) if busy > 0 and predicted else None,
+                     "ranks": [asdict(s) | {"seconds": round(s.seconds, 3)} for s in stats],
+                     "timing_s": {k: round(v, 3) for k, v in timing.items()}},
+        "model": model, "options": _job_options(opts),
+    }

@@ -17,7 +17,7 @@ image or video file was given or found.
 
 `--out DIR` writes a result folder instead (inference/batch.py): the same records in
 DIR/predictions.jsonl and DIR/summary.json, in one process or under
-`torchrun --nproc-per-node N -m gazeclip predict ... --out DIR`, resumable with `--resume`; the exit
+`torchrun --nproc-per-node N -m gazeclip -- predict ... --out DIR`, resumable with `--resume`; the exit
 code is 0 when the job completed (unreadable files are error records, counted in summary.json).
 """
 from __future__ import annotations
@@ -172,7 +172,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from .detector import load
     from .video import VideoOptions
 
-    rank, world, _ = U.dist_env()
+    world = U.dist_env()[1]
     U.init_distributed(U.resolve_device(args.device), timeout_s=DIST_TIMEOUT_S)
     try:
         det = load(args.run, args.device, face_cache=args.face_cache, precision=args.precision, runtime=args.runtime)
@@ -184,8 +184,8 @@ def _run_batch(args: argparse.Namespace) -> int:
         return 1
     finally:
         U.close_distributed()
-    if result is None:  # not rank 0, or rank 0 refused the folder (and says why)
-        return 0 if rank else 1
+    if result is None:  # a rank other than 0 (rank 0 reports, and says why when it refused the folder)
+        return 0
     s, run_ = result.summary, result.summary["this_run"]
     rate = f" at {run_['files_per_s']:.2f} files/s" if run_["files_per_s"] else ""
     if not args.quiet:

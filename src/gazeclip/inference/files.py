@@ -36,13 +36,12 @@ def walk(paths: Iterable[str | os.PathLike], exts: Iterable[str]) -> list[str]:
             out.append(str(Path(p)))
             continue
         found: list[str] = []
-        unlisted: list[str] = []
-        # os.walk hands every folder it cannot list to onerror: kept, reported as an error record
-        for root, dirs, files in os.walk(p, onerror=lambda e: unlisted.append(e.filename)):
+        unlisted: list[OSError] = []  # os.walk hands every folder it cannot list to onerror: kept
+        for root, dirs, files in os.walk(p, onerror=unlisted.append):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             found += [os.path.join(root, f) for f in files
                       if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts]
-        out += sorted(str(Path(f)) for f in found + unlisted)
+        out += sorted(str(Path(f)) for f in found + [e.filename for e in unlisted])
     return out
 
 
