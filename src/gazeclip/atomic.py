@@ -46,3 +46,38 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+# kernel and device file systems: a "file" there is an interface, never a place for results
+_NOT_FOR_OUTPUT = ("/sys", "/proc", "/dev")
+
+
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> Path:
+    """Refuse, before any work starts, an output path the atomic writers above could not complete:
+    a folder where a file is wanted (or a file where a folder is), a place under /sys, /proc or
+    /dev, a folder that cannot be created or written. A probe file is made and removed there.
+    Returns the path; raises `OutputPathError` (one line naming `what` and the path)."""
+    from .errors import OutputPathError
+
+    p = Path(path)
+    real = p.resolve()
+    # the name as given counts too: the rename would replace a link such as /dev/stdout itself
+    for q in (Path(os.path.abspath(p)), real):
+        if any(q == Path(s) or Path(s) in q.parents for s in _NOT_FOR_OUTPUT):
+            raise OutputPathError(what, p, f"{q} is on a kernel or device file system", "write to a regular folder")
+    if folder and real.exists() and not real.is_dir():
+        raise OutputPathError(what, p, "it exists and is not a folder", "give a new or an empty folder")
+    if not folder and real.is_dir():
+        raise OutputPathError(what, p, "it is a folder", "give a file name, e.g. DIR/predictions.csv")
+    if not folder and real.exists() and not real.is_file():
+        raise OutputPathError(what, p, "it exists and is not a regular file", "give a regular file's name")
+    where = real if folder else real.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputPathError(what, p, f"cannot write in {where} ({e.strerror or type(e).__name__})",
+                              "choose a writable folder") from None
+    return p

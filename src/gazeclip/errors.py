@@ -43,3 +43,11 @@ class OutputExistsError(GazeclipError, FileExistsError):
 class StaleRunError(GazeclipError, ValueError):
     """A run folder written before a file or field this gazeclip needs existed; `str(err)` names
     the command that adds it."""
+
+
+class OutputPathError(GazeclipError, ValueError):
+    """An output path (`--csv`, `--out`, ...) that cannot be written, found before the work starts."""
+
+    def __init__(self, what: str, path: str | os.PathLike, reason: str, fix: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{what} {path}: {reason}; {fix}")

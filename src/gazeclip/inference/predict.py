@@ -28,12 +28,13 @@ from scipy.special import softmax
 from ..common import IMAGE_EXTS
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[str]:
-    """Files as given; folders recursively (image extensions only, sorted). A missing path, and a
-    broken link found in a folder, are kept so that they are reported as errors by name."""
-    from ..faces.io import find_images
+def expand_paths(paths: Iterable[str | Path], exts: Iterable[str] = IMAGE_EXTS) -> list[str]:
+    """Files as given; folders recursively (image extensions only, sorted). A missing path, and
+    anything found in a folder that is not a readable regular file (a broken link, a FIFO, a link to
+    a device, a sub-folder that cannot be listed), are kept so that they are reported by name."""
+    from .files import walk
 
-    return find_images(paths, IMAGE_EXTS)
+    return walk(paths, exts)
 
 
 def make_source(run, face_cache_dir: str | None = None):
@@ -57,9 +58,20 @@ def predict_paths(run, paths: Iterable[str | Path], chunk: int = 32, face_cache_
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress, leave=False)
     for s in range(0, len(files), chunk):
         part = files[s:s + chunk]
-        yield from predict_results(run, source.analyze(part), source.gaze_dim)
+        yield from predict_results(run, _analyze_regular(source, part), source.gaze_dim)
         bar.update(len(part))
     bar.close()
+
+
+def _analyze_regular(source, paths: list[str]) -> list:
+    """`source.analyze(paths)`, reading only regular files: anything else (missing, a FIFO, a
+    device, a folder) comes back as an `ImageFaces` with its error, in its place, unopened."""
+    from ..records import ImageFaces
+    from .files import input_error
+
+    errors = [input_error(p) for p in paths]
+    read = iter(source.analyze([p for p, e in zip(paths, errors) if e is None]))
+    return [next(read) if e is None else ImageFaces(path=p, error=e) for p, e in zip(paths, errors)]
 
 
 def predict_results(run, results: list, gaze_dim: int) -> Iterator[dict]:

@@ -133,7 +133,13 @@ def summarize_tracks(run, recs: list[dict], n_sampled: int,
 
 def predict_video(run, source, path: str, opts: VideoOptions = VideoOptions()) -> Iterator[dict]:
     """Per-frame records (face records with frame/time/track, or a no-face line per frame) and,
-    last, the video's record. An unreadable video gives one {"path", "error"} record."""
+    last, the video's record. An unreadable video (a FIFO or a device included: never opened)
+    gives one {"path", "error"} record."""
+    from .files import input_error
+
+    if (err := input_error(path)) is not None:
+        yield {"path": path, "error": err}
+        return
     try:
         info = probe(path)
         frames = FrameReader(path, opts.fps, opts.frames, info)

@@ -100,7 +100,12 @@ def dist_env() -> tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def init_distributed(device: torch.device) -> bool:
+def init_distributed(device: torch.device, timeout_s: float | None = None) -> bool:
+    """Join torchrun's process group (gloo on CPU, nccl on CUDA, each rank on its own GPU); False
+    outside torchrun. `timeout_s`: how long a collective may wait for the slowest rank (torch's
+    default, 30 min, when None)."""
+    import datetime
+
     import torch.distributed as dist
 
     rank, world, _ = dist_env()
@@ -108,7 +113,10 @@ def init_distributed(device: torch.device) -> bool:
         return False
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        if device.type == "cuda":  # collectives of objects go through the current device
+            torch.cuda.set_device(device)
+        kw = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
+        dist.init_process_group(backend=backend, **kw)
     return True
 
 
@@ -131,3 +139,21 @@ def broadcast_object(obj: Any) -> Any:
         dist.broadcast_object_list(lst, src=0)
         return lst[0]
     return obj
+
+
+def gather_objects(obj: Any) -> list:
+    """`obj` of every rank, in rank order, on every rank ([obj] outside torchrun)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        out = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]
+
+
+def close_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
