@@ -144,7 +144,7 @@ class FaceGazeSource:
                 yield ImageFaces(path=str(p), error=f"{type(e).__name__}: {e}")
 
 
-def _best_face(faces: list) -> int:
+def best_face(faces: list) -> int:
     def score(fg):
         x0, y0, x1, y1 = fg.face.box
         return fg.face.score * max(1.0, (x1 - x0) * (y1 - y0))
@@ -182,7 +182,7 @@ def build_samples(paths: Sequence[str], classes: Sequence[str], source: FaceGaze
             errors.append((str(p), res.error))
             continue
         if res.faces:
-            items.append(face_arrays(res.faces[_best_face(res.faces)], size, source.gaze_dim) + (len(res.faces),))
+            items.append(face_arrays(res.faces[best_face(res.faces)], size, source.gaze_dim) + (len(res.faces),))
         else:
             img = getattr(res, "_image", None)
             if img is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..run.calibrate import load_calibration
-from .metrics import HEADLINE, EvalData, bootstrap, compute_metrics
+from .metrics import HEADLINE, EvalData, bootstrap, compute_metrics, resample_indices
 from ..run.modeling import Predictions
 
 COLUMNS = ["attribution_acc_seen", "family_acc_unseen", "cluster_acc_unseen", "nmi_unseen", "ari_unseen",
@@ -68,9 +68,8 @@ def compare_runs(runs: list[str | Path], data_dir: str | Path, protocol: str | N
         if len(paths) != len(ref_paths) or not np.array_equal(paths, ref_paths):
             raise ValueError(f"{r}: evaluated on a different test split than {runs[0]}; compare runs of one "
                              "protocol on one dataset")
-    rng = np.random.default_rng(seed)
     n = len(ref_paths)
-    idx_sets = [rng.integers(0, n, n) for _ in range(n_boot)]  # paired: the same resamples for every run
+    idx_sets = resample_indices(n, n_boot, seed)  # paired: the same resamples for every run
     out = {"data": str(data_dir.resolve()), "n_test": n, "n_boot": n_boot, "runs": {}}
     for (d, meta, _), r in zip(loaded, runs):
         point = compute_metrics(d)

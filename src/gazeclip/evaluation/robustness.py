@@ -44,7 +44,7 @@ class _Perturber:
     """Perturbed SampleSets of one clean SampleSet, with the gaze re-estimated where there is a face."""
 
     def __init__(self, run, samples, data_dir: Path):
-        from ..data.dataset import FaceGazeSource, _best_face
+        from ..data.dataset import FaceGazeSource, best_face
 
         self.samples = samples
         self.faces = [None] * len(samples)
@@ -55,7 +55,7 @@ class _Perturber:
             paths = [str(data_dir / p) for p in samples.paths]
             for i, res in enumerate(self.source.iter(paths)):  # face-cache hits: no detection re-run
                 if not res.error and res.faces and samples.n_faces[i] > 0:
-                    self.faces[i] = res.faces[_best_face(res.faces)].face
+                    self.faces[i] = res.faces[best_face(res.faces)].face
         self.size = samples.crops.shape[1]
 
     def __call__(self, kind: str, sev: int, seed: int):
