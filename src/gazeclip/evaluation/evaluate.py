@@ -13,7 +13,7 @@ from ..data.manifest import Protocol, load_protocol, read_manifest, select_rows
 from ..run import utils as U
 from ..run.loader import LoadedRun, load_run
 from ..run.modeling import Predictions, prefix_id, run_model, supports_prefix
-from .metrics import HEADLINE, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
+from .metrics import HEADLINE, K_ESTIMATORS, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
 
 
 def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) -> dict:
@@ -76,7 +76,7 @@ def predict_samples(run: LoadedRun, samples: SampleSet, data_dir: str | Path | N
 
 
 def eval_data(run: LoadedRun, samples: SampleSet, proto: Protocol, class_family: dict[str, str],
-              preds: Predictions, k_estimator: str = "eigengap") -> EvalData:
+              preds: Predictions, k_estimator: str = K_ESTIMATORS[0]) -> EvalData:
     return EvalData(list(samples.classes), list(run.taxonomy.classes), list(run.taxonomy.families), class_family,
                     list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding,
                     run.detection_threshold, run.unknown_threshold, k_estimator)
@@ -84,7 +84,7 @@ def eval_data(run: LoadedRun, samples: SampleSet, proto: Protocol, class_family:
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = None, out: str | Path | None = None,
              device: str = "auto", progress: bool = False, run: LoadedRun | None = None,
-             k_estimator: str = "eigengap") -> dict:
+             k_estimator: str = K_ESTIMATORS[0]) -> dict:
     run = run or load_run(run_dir, device)
     out = Path(out) if out else run.run_dir / "eval"
     if run.detection_threshold is None:  # calibrated before v2: redo it on the validation split

@@ -137,7 +137,7 @@ def cluster_metrics(embedding: np.ndarray, labels: np.ndarray, seed: int = 0) ->
             "ari": float(adjusted_rand_score(labels, assign)), "assign": assign}
 
 
-K_ESTIMATORS = ("eigengap", "silhouette")
+K_ESTIMATORS = ("eigengap", "silhouette")  # the first is the default
 # design choice, not from the paper: the self-tuning affinity's neighbour (Zelnik-Manor & Perona's 7)
 EIGENGAP_NEIGHBOUR = 7
 
@@ -164,7 +164,7 @@ def eigengap_k(x: np.ndarray, k_max: int = CLUSTER_K_MAX, neighbour: int = EIGEN
 
 
 def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0,
-               method: str = "eigengap") -> tuple[int, np.ndarray | None]:
+               method: str = K_ESTIMATORS[0]) -> tuple[int, np.ndarray | None]:
     """The number of clusters without the oracle count, and the k-means assignment at that k (on the
     L2-normalised embeddings, as the oracle-k clustering). `method`:
     - "eigengap" (default): the largest eigengap of the self-tuning affinity's Laplacian (`eigengap_k`);
@@ -265,7 +265,7 @@ class EvalData:
     embedding: np.ndarray
     detection_threshold: float | None = None  # the run's calibrated thresholds (RUN/calibration.json)
     unknown_threshold: float | None = None
-    k_estimator: str = "eigengap"  # how n_clusters_estimated is found (estimate_k's method, K_ESTIMATORS)
+    k_estimator: str = K_ESTIMATORS[0]  # how n_clusters_estimated is found (estimate_k's method)
 
     def subset(self, idx: np.ndarray) -> "EvalData":
         return replace(self, classes=[self.classes[i] for i in idx], attribution_logits=self.attribution_logits[idx],
