@@ -30,6 +30,17 @@ def real_weights():
 
 
 @pytest.fixture(scope="session")
+def smoke(real_weights, tmp_path_factory):
+    """The smoke benchmark, built once per session (seed 0, as `gazeclip bench build --preset smoke`).
+    Shared: tests must not write into it (point caches elsewhere)."""
+    from gazeclip.bench.build import PRESETS, BuildConfig, build
+
+    out = tmp_path_factory.mktemp("bench-smoke")
+    build(out, BuildConfig(PRESETS["smoke"], seed=0), quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_backbone():
     from gazeclip.models.backbones import create_backbone
 

@@ -15,7 +15,7 @@ from gazeclip.bench.forgers import REGISTRY, LandmarkForger, create_forger, deri
 from gazeclip.bench.realfaces import PUBLIC_DOMAIN_SPLIT, real_faces, split_identities
 from gazeclip.data.manifest import COLUMNS, REAL, ManifestRow, read_manifest, read_protocols, select_rows
 
-SMOKE = PRESETS["smoke"]  # the tests build the smoke preset itself (seed 0), as `bench build --preset smoke`
+SMOKE = PRESETS["smoke"]  # the tests build the smoke preset itself (seed 0; the `smoke` fixture of conftest.py)
 
 
 def test_real_faces_listing_split_is_identity_disjoint_and_large_enough():
@@ -76,13 +76,6 @@ def test_derive_seed_is_stable():
     assert derive_seed("bench", 0, "x", "train") == derive_seed("bench", 0, "x", "train")
     assert derive_seed("bench", 0, "x", "train") != derive_seed("bench", 0, "x", "test")
     assert 0 <= derive_seed(1) < 2 ** 63
-
-
-@pytest.fixture(scope="module")
-def smoke(real_weights, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bench-smoke")
-    build(out, BuildConfig(SMOKE, seed=0), quiet=True)
-    return out
 
 
 def test_manifest_schema_and_hashes(smoke):

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("gazeclip.evaluation.cli_calibrate", "(re)compute a run's thresholds on its validation split"),
     "compare": ("gazeclip.evaluation.cli_compare", "side-by-side table of several runs with bootstrap intervals"),
     "experiment": ("gazeclip.experiment.cli", "models x seeds on one protocol: mean ± sd, paired differences"),
+    "gaze-probe": ("gazeclip.evaluation.cli_probe", "is gaze worth it on this data? probes on frozen gaze and CLIP"),
     "robustness": ("gazeclip.evaluation.cli_robustness", "metrics under JPEG, blur, noise, resize, colour changes"),
     "explain": ("gazeclip.viz.cli_explain", "Grad-CAM of a trained run on an image"),
     "tsne": ("gazeclip.viz.cli_tsne", "t-SNE of a run's joint embeddings, by generator"),

@@ -7,6 +7,8 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .metrics import K_ESTIMATORS
+
     p.add_argument("--run", required=True, help="run folder written by `gazeclip train`")
     p.add_argument("--data", required=True, help="dataset folder (manifest.csv, protocols.yaml)")
     p.add_argument("--protocol", help="protocol (default: the run's)")
@@ -17,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"),
                    help="default: the model as trained (fp32); bf16 evaluates the inference copy in bf16; "
                         "with --runtime onnx: fp32 or int8 (default: int8 when exported)")
+    p.add_argument("--k-estimator", choices=K_ESTIMATORS, default=K_ESTIMATORS[0],
+                   help="how the number of unseen generators is estimated for n_clusters_estimated / "
+                        "cluster_acc_unseen_estk (default: eigengap; silhouette: the earlier estimate)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         if args.runtime != "torch" or args.precision is not None:
             run_ = load_run(args.run, args.device, precision=args.precision, runtime=args.runtime,
                             calibrated=args.runtime == "onnx")  # an export is calibrated when made
-        m = evaluate(args.run, args.data, args.protocol, args.out, args.device, progress=not args.quiet, run=run_)
+        m = evaluate(args.run, args.data, args.protocol, args.out, args.device, progress=not args.quiet, run=run_,
+                     k_estimator=args.k_estimator)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip eval: {e}", file=sys.stderr)
         return 1

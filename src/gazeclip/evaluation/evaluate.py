@@ -13,7 +13,7 @@ from ..data.manifest import Protocol, load_protocol, read_manifest, select_rows
 from ..run import utils as U
 from ..run.loader import LoadedRun, load_run
 from ..run.modeling import Predictions, prefix_id, run_model
-from .metrics import HEADLINE, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
+from .metrics import HEADLINE, K_ESTIMATORS, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
 
 
 def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) -> dict:
@@ -100,27 +100,28 @@ def predict_samples(run: LoadedRun, samples: SampleSet, data_dir: str | Path | N
 
 
 def eval_data(run: LoadedRun, samples: SampleSet, proto: Protocol, class_family: dict[str, str],
-              preds: Predictions) -> EvalData:
+              preds: Predictions, k_estimator: str = K_ESTIMATORS[0]) -> EvalData:
     return EvalData(list(samples.classes), list(run.taxonomy.classes), list(run.taxonomy.families), class_family,
                     list(proto.unseen), preds.attribution_logits, preds.family_logits, preds.p_fake, preds.embedding,
-                    run.detection_threshold, run.unknown_threshold)
+                    run.detection_threshold, run.unknown_threshold, k_estimator)
 
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, protocol: str | None = None, out: str | Path | None = None,
-             device: str = "auto", progress: bool = False, run: LoadedRun | None = None) -> dict:
+             device: str = "auto", progress: bool = False, run: LoadedRun | None = None,
+             k_estimator: str = K_ESTIMATORS[0]) -> dict:
     run = run or load_run(run_dir, device, calibrated=False)
     out = Path(out) if out else run.run_dir / "eval"
     if run.detection_threshold is None or run.abstain is None:  # not calibrated, or by an older gazeclip
         recalibrate(run, data_dir, progress)
     samples, proto, class_family = test_set(run, data_dir, protocol, progress)
     preds = predict_samples(run, samples, data_dir, progress=progress)
-    d = eval_data(run, samples, proto, class_family, preds)
+    d = eval_data(run, samples, proto, class_family, preds, k_estimator)
     full = compute_metrics(d)
     m = public(full)
     m["per_generator"] = per_generator_metrics(d, full["_cluster_assign"])
     m["uncertain"] = uncertain_summary(samples, run.abstain, run.cfg.faces == "detect")
     m.update(run=str(run.run_dir), model=run.cfg.model, backbone=run.cfg.backbone, protocol=proto.name,
-             data=str(Path(data_dir).resolve()), unseen=list(proto.unseen))
+             data=str(Path(data_dir).resolve()), unseen=list(proto.unseen), k_estimator=k_estimator)
     out.mkdir(parents=True, exist_ok=True)
     U.atomic_write_json(out / "metrics.json", m)  # NaN/Infinity (undefined metrics) written as null
     preds.save(out / "predictions.npz", classes=np.array(samples.classes), paths=np.array(samples.paths))
@@ -151,7 +152,8 @@ def report_md(m: dict, run: LoadedRun) -> str:
     lines += ["", "## Open set and the shipped thresholds (calibrated on the validation split)", "",
               f"detection threshold {m.get('detection_threshold')}, unknown threshold {m.get('unknown_threshold')}; "
               f"estimated number of unseen clusters: {m.get('n_clusters_estimated')} "
-              f"(true: {len(m.get('unseen', []))})", "", "| metric | % |", "| --- | ---: |"]
+              f"(true: {len(m.get('unseen', []))}; by {m.get('k_estimator', 'silhouette')})", "", "| metric | % |",
+              "| --- | ---: |"]
     lines += [f"| {k} | {fmt(m.get(k))} |" for k in OPEN_SET if k != "n_clusters_estimated"]
     lines += ["", "## Per generator", "", "| generator | seen | n | attribution ACC | detection AUC vs real | "
               "called fake | cluster recall |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]

@@ -10,7 +10,9 @@ Definitions (test split; "seen" = the protocol's train classes, i.e. real + seen
   seed) on the L2-normalised joint embeddings of unseen-generator items; cluster ACC is the
   accuracy under the best one-to-one cluster->class mapping (Hungarian).
 - n_clusters_estimated / cluster_acc_unseen_estk / nmi_unseen_estk: the same clustering with k
-  chosen without the oracle count: the k in 2..min(10, n-1) with the best silhouette (k-means per k).
+  chosen without the oracle count, k in 2..min(10, n-1): by default the largest eigengap of a
+  self-tuning affinity's normalised Laplacian (`EvalData.k_estimator` "eigengap"), or the best
+  silhouette of k-means per k ("silhouette"; see estimate_k).
 - unknown_auroc: ROC AUC of the unknown score 1 - max_g p(g | fake) (gazeclip.run.verdict),
   unseen-generator fakes (positive) vs seen-generator fakes (negative).
 - unknown_tpr_unseen / unknown_fpr_seen: the unknown flag at the run's calibrated threshold
@@ -110,24 +112,63 @@ def cluster_metrics(embedding: np.ndarray, labels: np.ndarray, seed: int = 0) ->
             "ari": float(adjusted_rand_score(labels, assign)), "assign": assign}
 
 
-def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0) -> tuple[int, np.ndarray | None]:
-    """The number of clusters without the oracle count: k-means for k = 2..min(k_max, n-1) on the
-    L2-normalised embeddings; the k with the highest silhouette (ties: the smaller k).
+K_ESTIMATORS = ("eigengap", "silhouette")  # the first is the default
+# design choice, not from the paper: the self-tuning affinity's neighbour (Zelnik-Manor & Perona's 7)
+EIGENGAP_NEIGHBOUR = 7
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float64)
+
+
+def eigengap_k(x: np.ndarray, k_max: int = CLUSTER_K_MAX, neighbour: int = EIGENGAP_NEIGHBOUR) -> tuple[int, np.ndarray]:
+    """The number of clusters as the largest gap in the spectrum of the normalised graph Laplacian
+    (von Luxburg, "A tutorial on spectral clustering", 2007, sec. 8.3) of a self-tuning affinity
+    A_ij = exp(-d_ij^2 / (s_i s_j)), s_i the distance of item i to its `neighbour`-th nearest
+    neighbour (Zelnik-Manor & Perona, 2004). k in 2..min(k_max, n-1). Returns (k, eigenvalues)."""
+    n = len(x)
+    d2 = np.maximum(2.0 - 2.0 * (x @ x.T), 0.0)  # squared Euclidean distance of unit vectors
+    d = np.sqrt(d2)
+    s = np.maximum(np.sort(d, 1)[:, min(neighbour, n - 1)], 1e-12)
+    a = np.exp(-d2 / np.outer(s, s))
+    np.fill_diagonal(a, 0.0)
+    r = 1.0 / np.sqrt(np.maximum(a.sum(1), 1e-300))
+    ev = np.clip(np.linalg.eigvalsh(np.eye(n) - r[:, None] * a * r[None, :]), 0.0, 2.0)
+    ks = np.arange(2, min(k_max, n - 1) + 1)
+    return int(ks[np.argmax(ev[ks] - ev[ks - 1])]), ev
+
+
+def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0,
+               method: str = K_ESTIMATORS[0]) -> tuple[int, np.ndarray | None]:
+    """The number of clusters without the oracle count, and the k-means assignment at that k (on the
+    L2-normalised embeddings, as the oracle-k clustering). `method`:
+    - "eigengap" (default): the largest eigengap of the self-tuning affinity's Laplacian (`eigengap_k`);
+    - "silhouette": k-means for k = 2..min(k_max, n-1), the k with the highest silhouette (ties: the
+      smaller k). It favours the coarsest split when the clusters come in groups (p2-main: always 2
+      of the 4 unseen generators).
     Returns (k, assignment); (0, None) with fewer than 3 items."""
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import silhouette_score
 
+    if method not in K_ESTIMATORS:
+        raise ValueError(f"cluster-count estimator {method!r}: use one of {', '.join(K_ESTIMATORS)}")
     n = len(embedding)
     if n < 3:
         return 0, None
-    x = (embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)).astype(np.float64)
-    from sklearn.exceptions import ConvergenceWarning
+    x = _unit(embedding)
 
-    best = (-np.inf, 0, None)
-    for k in range(2, min(k_max, n - 1) + 1):
+    def kmeans(k: int) -> np.ndarray:
         with warnings.catch_warnings():  # duplicate points: fewer distinct clusters than k, handled below
             warnings.simplefilter("ignore", ConvergenceWarning)
-            assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+            return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+
+    if method == "eigengap":
+        k = eigengap_k(x, k_max)[0]
+        return k, kmeans(k)
+    best = (-np.inf, 0, None)
+    for k in range(2, min(k_max, n - 1) + 1):
+        assign = kmeans(k)
         if len(np.unique(assign)) < 2:  # identical points: k-means could not split them
             continue
         sc = float(silhouette_score(x, assign))
@@ -199,6 +240,7 @@ class EvalData:
     embedding: np.ndarray
     detection_threshold: float | None = None  # the run's calibrated thresholds (RUN/calibration.json)
     unknown_threshold: float | None = None
+    k_estimator: str = K_ESTIMATORS[0]  # how n_clusters_estimated is found (estimate_k's method)
 
     def subset(self, idx: np.ndarray) -> "EvalData":
         return replace(self, classes=[self.classes[i] for i in idx], attribution_logits=self.attribution_logits[idx],
@@ -246,7 +288,7 @@ def compute_metrics(d: EvalData, cluster_assign: np.ndarray | None = None, seed:
         m["cluster_acc_unseen"], m["nmi_unseen"], m["ari_unseen"] = cm_["cluster_acc"], cm_["nmi"], cm_["ari"]
         m["_cluster_assign"] = cm_["assign"]
         if cluster_assign_estk is None and k_est is None:
-            k_est, cluster_assign_estk = estimate_k(d.embedding[unseen_mask], seed=seed)
+            k_est, cluster_assign_estk = estimate_k(d.embedding[unseen_mask], seed=seed, method=d.k_estimator)
         m["n_clusters_estimated"] = int(k_est) if k_est else math.nan
         m["cluster_acc_unseen_estk"], m["nmi_unseen_estk"], _ = _cluster_scores(lab, cluster_assign_estk)
         m["_cluster_assign_estk"], m["_k_est"] = cluster_assign_estk, k_est

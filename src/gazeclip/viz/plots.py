@@ -116,3 +116,40 @@ def per_generator_delta_png(rows: dict[str, dict], model: str, reference: str, p
         ax.legend(fontsize=7, loc="best")
     fig.suptitle("per-generator deltas, mean ± sd over seeds (test split)", fontsize=9)
     save_fig(fig, path)
+
+
+def probe_png(rep: dict, path: str | Path) -> None:
+    """The gaze probe (`gazeclip gaze-probe`): detection AUC against real per class and feature set,
+    and the paired gains of each added block, both with their 95% bootstrap intervals."""
+    plt = _plt()
+    classes = list(rep["fakes"]) + ["all"]
+    labels = [f"{g} (unseen)" if g in rep["unseen"] else g for g in rep["fakes"]] + ["all fakes"]
+    panels = [("detection AUC vs real (%)", [(s, rep["sets"][s]) for s in rep["sets"]], 50.0)]
+    if rep["gains"]:
+        panels.append(("paired gain in AUC (points)", [(f"{g['set']} − {g['base']}", g) for g in rep["gains"]], 0.0))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 0.9 + 0.42 * len(classes) * 1.4),
+                             squeeze=False)
+    y = np.arange(len(classes))
+    for ax, (title, series, ref) in zip(axes[0], panels):
+        h = 0.84 / len(series)
+        for j, (name, d) in enumerate(series):
+            v = np.array([100 * _num(d[f"auc/{g}"]["value"]) for g in classes])
+            lo = np.array([100 * _num(d[f"auc/{g}"]["ci"][0]) for g in classes])
+            hi = np.array([100 * _num(d[f"auc/{g}"]["ci"][1]) for g in classes])
+            err = np.nan_to_num(np.stack([v - lo, hi - v]).clip(min=0))
+            ax.barh(y + (j - (len(series) - 1) / 2) * h, np.nan_to_num(v - ref), h, left=ref, xerr=err,
+                    label=name, capsize=1.5, error_kw={"lw": 0.7})
+        ax.axvline(ref, color="black", lw=0.8)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(title)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"gaze probe, protocol {rep.get('protocol')}, read on {rep['split']} "
+                 f"(n = {sum(rep['n_eval'].values())}); 95% bootstrap intervals", fontsize=9)
+    fig.tight_layout()
+    save_fig(fig, path)
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
