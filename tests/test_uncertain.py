@@ -72,12 +72,12 @@ def test_run_without_abstain_limits_is_refused_naming_the_fix(tmp_path, capsys):
     cal = calibration()
     del cal["abstain"]
     atomic_write_json(run / "calibration.json", {**cal, "version": 2})
-    with pytest.raises(gazeclip.errors.StaleRunError, match="gazeclip eval --run"):
+    with pytest.raises(gazeclip.errors.DamagedFileError, match="version 2 < 3.*gazeclip calibrate --run"):
         gazeclip.load(run)
     Image.new("RGB", (40, 30), (120, 30, 200)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "a.png"), "--run", str(run), "--json"]) == 1
     err = capsys.readouterr().err
-    assert "no abstain limits" in err and "gazeclip eval" in err and len(err.strip().splitlines()) == 1
+    assert "abstain limits" in err and "gazeclip calibrate" in err and len(err.strip().splitlines()) == 1
     # a damaged limit is named like any damaged run file
     atomic_write_json(run / "calibration.json", calibration(min_face_px="big"))
     with pytest.raises(gazeclip.errors.DamagedFileError, match="min_face_px"):

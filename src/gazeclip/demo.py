@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import GazeclipError
+
 MODELS = ("gazeclip", "clip-linear-probe")
 
 
@@ -39,7 +41,7 @@ def encode_real_photo(backbone_name: str = "clip-b16-offline") -> None:
     faces = FaceAnalyzer().detect(image)
     print(f"== 1. encoding {path.name} ({image.shape[1]}x{image.shape[0]}): {len(faces)} face(s)")
     if not faces:
-        raise RuntimeError(f"{path}: no face found in the shipped photo; run `gazeclip weights verify`")
+        raise GazeclipError(f"{path}: no face found in the shipped photo; run `gazeclip weights verify`")
     face = faces[0]
     gaze = create_estimator("ethxgaze-r18").estimate([face])[0]
     bb = create_backbone(backbone_name)

@@ -26,6 +26,7 @@ from gazeclip.data.manifest import REAL, ManifestRow, Protocol, encode_png, writ
 from .faceops import FaceLM, detect_face, face_crop
 from .forgers import REGISTRY, LandmarkForger, create_forger, derive_seed
 from .realfaces import REAL_FRACTIONS, FacePool, real_faces
+from ..errors import GazeclipError, MissingFileError, UsageError
 
 OUT_SIZE = 128
 # design choice, not from the paper: every class passes through a 64 px bottleneck (the native
@@ -130,7 +131,7 @@ def _check_real_photos_pulled(faces) -> None:
             missing.append(f)
     if missing:
         pkgs = sorted({f.package for f in missing})
-        raise FileNotFoundError(f"{len(missing)} of {len(faces)} real face photos are missing (from {', '.join(pkgs)}); "
+        raise MissingFileError(f"{len(missing)} of {len(faces)} real face photos are missing (from {', '.join(pkgs)}); "
                                 "run `gazeclip weights pull`")
 
 
@@ -187,7 +188,7 @@ def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
         idx = 0
         landmark = isinstance(forger, LandmarkForger)
         if landmark and cfg.landmark_source not in ("real", "msg"):
-            raise ValueError(f"landmark_source must be 'real' or 'msg', not {cfg.landmark_source!r}")
+            raise UsageError(f"landmark_source must be 'real' or 'msg', not {cfg.landmark_source!r}")
         for split, n in zip(SPLITS, cfg.preset.per_split):
             if landmark:  # real photos of this split only: nothing crosses the split
                 forger.use_pool(pools[split] if cfg.landmark_source == "real" else None)
@@ -234,7 +235,7 @@ def build(out: Path, cfg: BuildConfig, quiet: bool = False) -> BuildReport:
     fams = {n: REGISTRY[n].info.family for n in gens}
     errs = [e for p in protos for e in check_protocol(p, fams)]
     if errs:
-        raise RuntimeError("; ".join(errs))
+        raise GazeclipError("; ".join(errs))
     write_manifest(rows, out / "manifest.csv")
     write_protocols(protos, out / "protocols.yaml")
     atomic_write_text(out / "items.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in items))

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import UsageError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -60,11 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if action is None:
         print("usage: gazeclip bench {build,train-forgers,import,list,report} ...  (see --help)", file=sys.stderr)
         return 2
-    try:
-        return _run(args, action)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"gazeclip bench {action}: error: {e}", file=sys.stderr)
-        return 1
+    return _run(args, action)
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
@@ -119,4 +117,4 @@ def _run(args: argparse.Namespace, action: str) -> int:
 
         print(full_report(args.dir, checks=args.checks))
         return 0
-    raise ValueError(f"unknown action {action}")
+    raise UsageError(f"unknown action {action}")

@@ -19,6 +19,7 @@ import torch
 from ..registry import Registry
 from .faceops import FaceLM, detect_face
 from .pretrained import to_uint8
+from ..errors import GazeclipError
 
 MSG_LICENCE = "weights derive from StyleGAN2/FFHQ: non-commercial research use only"
 
@@ -256,7 +257,7 @@ def source_face(seed: int) -> tuple[np.ndarray, FaceLM]:
         lm = detect_face(img)
         if lm is not None:
             return img, lm
-    raise RuntimeError(f"no face found in 20 MobileStyleGAN samples for seed {seed}")
+    raise GazeclipError(f"no face found in 20 MobileStyleGAN samples for seed {seed}")
 
 
 class LandmarkForger(Forger):

@@ -26,7 +26,7 @@ import yaml
 
 from gazeclip.common import IMAGE_EXTS, sha256_of
 from gazeclip.data.manifest import REAL, ManifestRow, path_problem, write_manifest
-from gazeclip.errors import UnsafeFileError
+from gazeclip.errors import MissingFileError, UnsafeFileError, UsageError
 
 SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
@@ -39,11 +39,11 @@ def load_mapping(path: Path | None) -> dict[str, dict]:
     if path is None:
         return {}
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: mapping file not found; give a YAML of class -> "
+        raise MissingFileError(f"{path}: mapping file not found; give a YAML of class -> "
                                 "{family: ..., forgery_type: ...}")
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a YAML mapping of class -> {{family, forgery_type}}")
+        raise UsageError(f"{path}: expected a YAML mapping of class -> {{family, forgery_type}}")
     return {str(k): (v or {}) for k, v in data.items()}
 
 
@@ -73,7 +73,7 @@ def _rows(items: list[dict], root: Path, mapping: dict[str, dict], kind: str, se
         ftype = "real" if is_real else (m.get("forgery_type") or it.get("forgery_type") or "unknown")
         split = m.get("split") or it["split"]
         if split not in ("train", "val", "test"):
-            raise ValueError(f"{it['rel']}: split {split!r} is not train/val/test")
+            raise UsageError(f"{it['rel']}: split {split!r} is not train/val/test")
         rows.append(ManifestRow(it["rel"], cls, "real" if is_real else fam, ftype, split, f"import:{kind}",
                                 m.get("licence", ""), sha256_of(root / it["rel"]), m.get("identity", "")))
     return rows
@@ -88,7 +88,7 @@ def import_folder(root: Path, mapping: dict[str, dict], seed: int = 0) -> list[M
                 split = next((SPLIT_WORDS[p] for p in f.relative_to(d).parts[:-1] if p in SPLIT_WORDS), "")
                 items.append({"rel": rel, "cls": d.name, "split": split})
     if not items:
-        raise ValueError(f"{root}: no images under root/<class>/; expected e.g. {root}/real/0001.png")
+        raise UsageError(f"{root}: no images under root/<class>/; expected e.g. {root}/real/0001.png")
     return _rows(items, root, mapping, "folder", seed)
 
 
@@ -97,21 +97,21 @@ def _csv_split(path: Path) -> str:
     for word, split in sorted(SPLIT_WORDS.items(), key=lambda kv: -len(kv[0])):
         if word in stem.replace("-", "_").split("_") or stem == word or stem.endswith(word) or stem.startswith(word):
             return split
-    raise ValueError(f"{path}: cannot tell the split from the file name; name it train.csv, val.csv or test.csv")
+    raise UsageError(f"{path}: cannot tell the split from the file name; name it train.csv, val.csv or test.csv")
 
 
 def import_owdfa_csv(root: Path, csvs: list[Path], mapping: dict[str, dict], seed: int = 0) -> list[ManifestRow]:
     items = []
     for c in csvs:
         if not Path(c).is_file():
-            raise FileNotFoundError(f"{c}: protocol CSV not found")
+            raise MissingFileError(f"{c}: protocol CSV not found")
         split = _csv_split(Path(c))
         with open(c, newline="") as fh:
             for i, rec in enumerate(csv.reader(fh)):
                 if not rec or (i == 0 and rec[0].strip().lower() in ("path", "image", "img_path", "file")):
                     continue
                 if len(rec) < 2:
-                    raise ValueError(f"{c}:{i + 1}: expected `path,label`")
+                    raise UsageError(f"{c}:{i + 1}: expected `path,label`")
                 path, label = rec[0].strip(), rec[1].strip()
                 why = path_problem(path)
                 if why:
@@ -124,7 +124,7 @@ def import_owdfa_csv(root: Path, csvs: list[Path], mapping: dict[str, dict], see
                 mapping.setdefault(cls, m)
     missing = [it["rel"] for it in items if not (root / it["rel"]).is_file()]
     if missing:
-        raise FileNotFoundError(f"{root / missing[0]}: listed in the CSVs but missing ({len(missing)} missing); "
+        raise MissingFileError(f"{root / missing[0]}: listed in the CSVs but missing ({len(missing)} missing); "
                                 "give the dataset root the CSV paths are relative to")
     return _rows(items, root, mapping, "owdfa-csv", seed)
 
@@ -140,16 +140,16 @@ def import_genface(root: Path, mapping: dict[str, dict], seed: int = 0) -> list[
             split = SPLIT_WORDS[parts[0].lower()]
             parts = parts[1:]
         if not parts:
-            raise ValueError(f"{f}: expected root/[split/]<real|fake>/<family>/<generator>/...")
+            raise UsageError(f"{f}: expected root/[split/]<real|fake>/<family>/<generator>/...")
         if parts[0].lower() == "real":
             items.append({"rel": f.relative_to(root).as_posix(), "cls": REAL, "split": split, "family": "real"})
             continue
         if parts[0].lower() != "fake" or len(parts) < 3:
-            raise ValueError(f"{f}: expected root/[split/]<real|fake>/<family>/<generator>/...")
+            raise UsageError(f"{f}: expected root/[split/]<real|fake>/<family>/<generator>/...")
         items.append({"rel": f.relative_to(root).as_posix(), "cls": parts[2], "split": split,
                       "family": parts[1].lower(), "forgery_type": ""})
     if not items:
-        raise ValueError(f"{root}: no images found")
+        raise UsageError(f"{root}: no images found")
     return _rows(items, root, mapping, "genface", seed)
 
 
@@ -157,18 +157,18 @@ def import_dataset(kind: str, root: Path, out: Path | None = None, mapping: Path
                    csvs: list[Path] | None = None, seed: int = 0) -> list[ManifestRow]:
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset root not found")
+        raise MissingFileError(f"{root}: dataset root not found")
     m = load_mapping(mapping)
     if kind == "folder":
         rows = import_folder(root, m, seed)
     elif kind == "owdfa-csv":
         if not csvs:
-            raise ValueError("owdfa-csv: give the protocol CSVs with --csv train.csv test.csv ...")
+            raise UsageError("owdfa-csv: give the protocol CSVs with --csv train.csv test.csv ...")
         rows = import_owdfa_csv(root, list(csvs), m, seed)
     elif kind == "genface":
         rows = import_genface(root, m, seed)
     else:
-        raise ValueError(f"unknown importer {kind!r}; known: folder, owdfa-csv, genface")
+        raise UsageError(f"unknown importer {kind!r}; known: folder, owdfa-csv, genface")
     out = Path(out or root)
     if out.resolve() != root.resolve():  # the manifest's paths are relative to its own folder
         import dataclasses
@@ -181,7 +181,7 @@ def import_dataset(kind: str, root: Path, out: Path | None = None, mapping: Path
             if link.is_symlink() and link.resolve() == root.resolve():
                 pass
             elif link.exists() or link.is_symlink():
-                raise ValueError(f"{link}: exists and is not a link to {root}; choose another --out")
+                raise UsageError(f"{link}: exists and is not a link to {root}; choose another --out")
             else:
                 link.symlink_to(root.resolve(), target_is_directory=True)
             rel = [f"{LINK_NAME}/{r.path}" for r in rows]

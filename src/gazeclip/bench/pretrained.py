@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import GazeclipError
+
 # design choice, not from the paper: StyleGAN truncation psi=0.7 around a mean style estimated
 # from 2048 fixed-seed latents; keeps faces photorealistic and detectable.
 TRUNCATION = 0.7
@@ -88,7 +90,7 @@ def load_dcgan_digiface() -> DCGANGenerator:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["netG_state_dict"]
     except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: cannot read the DCGAN-DigiFace weights ({e}); "
+        raise GazeclipError(f"{path}: cannot read the DCGAN-DigiFace weights ({e}); "
                            "re-pull with `gazeclip weights pull`") from e
     g = DCGANGenerator()
     g.load_state_dict(state)

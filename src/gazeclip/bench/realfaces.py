@@ -15,6 +15,7 @@ import numpy as np
 from gazeclip.faces.io import load_image
 
 from .faceops import FaceLM, crop_box, detect_face, square_crop
+from ..errors import GazeclipError
 
 SPLITS = ("train", "val", "test")
 # design choice, not from the paper: real identities go 55/10/35 to train/val/test (per source
@@ -132,7 +133,7 @@ class FacePool:
             wf = self.get(j)
             if wf is not None:
                 return wf
-        raise RuntimeError(f"no usable real face left in this split (excluding {sorted(exclude_identities)}); "
+        raise GazeclipError(f"no usable real face left in this split (excluding {sorted(exclude_identities)}); "
                            "run `gazeclip weights pull`")
 
 

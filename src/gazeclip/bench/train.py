@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from . import nets
+from ..errors import MissingFileError, UsageError
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 
@@ -69,7 +70,7 @@ def load_generator_checkpoint(name: str, root: Path | None = None) -> tuple[dict
 
     path = checkpoint_path(name, root)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: forger checkpoint missing; run `gazeclip bench train-forgers "
+        raise MissingFileError(f"{path}: forger checkpoint missing; run `gazeclip bench train-forgers "
                                 f"--only {name}` (or reinstall gazeclip with its package data)")
     with safe_open(str(path), "pt") as fh:
         meta = json.loads((fh.metadata() or {}).get("gazeclip", "{}"))
@@ -257,7 +258,7 @@ def train_forgers(only: list[str] | None = None, n_train: int = 600, root: Path 
     names = [n for n in ORDER if not only or n in only]
     unknown = set(only or []) - set(ORDER)
     if unknown:
-        raise ValueError(f"unknown trained forger(s) {sorted(unknown)}; known: {', '.join(ORDER)}")
+        raise UsageError(f"unknown trained forger(s) {sorted(unknown)}; known: {', '.join(ORDER)}")
     data = build_trainset(n_train) if data is None else data
     results = []
     for name in names:

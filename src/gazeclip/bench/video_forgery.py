@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from .forgers import derive_seed
+from ..errors import UsageError
 
 METHODS = ("faceswap-poisson", "gaze-redirect", "region-transplant")
 
@@ -41,7 +42,7 @@ def forge_frames(frames: list[np.ndarray], method: str, seed: int) -> ForgedVide
     from .forgers import source_face
 
     if method not in METHODS:
-        raise ValueError(f"unknown video manipulation {method!r}; known: {', '.join(METHODS)}")
+        raise UsageError(f"unknown video manipulation {method!r}; known: {', '.join(METHODS)}")
     rng = np.random.default_rng(derive_seed("video", method, seed))
     params: dict = {}
     if method in ("faceswap-poisson", "region-transplant"):
@@ -78,7 +79,7 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: float) -
 
     path = Path(path)
     if not frames:
-        raise ValueError(f"{path}: no frames to write")
+        raise UsageError(f"{path}: no frames to write")
     h, w = frames[0].shape[:2]
     with atomic_path(path, suffix=path.suffix or ".mp4") as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
@@ -86,7 +87,7 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: float) -
             raise OSError(f"{path}: OpenCV cannot write mp4 here")
         for f in frames:
             if f.shape[:2] != (h, w):
-                raise ValueError(f"{path}: frames differ in size ({f.shape[:2]} vs {(h, w)})")
+                raise UsageError(f"{path}: frames differ in size ({f.shape[:2]} vs {(h, w)})")
             writer.write(np.ascontiguousarray(f[:, :, ::-1]))
         writer.release()
     return path

@@ -13,6 +13,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from ..errors import MissingFileError
+
 
 
 def kinds() -> list[str]:
@@ -42,5 +44,5 @@ def find_config(kind: str, name_or_path: str | Path) -> Path | Traversable:
     old_layout = p.parent.name == kind and p.parent.parent.name == "configs"
     if stem in known and (len(p.parts) == 1 or old_layout):
         return known[stem]
-    raise FileNotFoundError(f"{name_or_path}: no such config file, and not a packaged {kind[:-1]} config "
+    raise MissingFileError(f"{name_or_path}: no such config file, and not a packaged {kind[:-1]} config "
                             f"(packaged: {', '.join(known)})")

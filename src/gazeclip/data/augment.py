@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .perturb import LEVELS, PERTURBATIONS, perturb
+from ..errors import UsageError
 
 MAX_SEVERITY = min(len(v) for v in LEVELS.values())
 
@@ -16,10 +17,10 @@ def check_augment(kinds: tuple[str, ...], severity: tuple[int, int]) -> None:
     """ValueError, one line, for unknown kinds or a severity range outside 1..MAX_SEVERITY."""
     bad = [k for k in kinds if k not in PERTURBATIONS]
     if bad or not kinds:
-        raise ValueError(f"robust_augment_kinds {list(kinds)}: use one or more of {', '.join(PERTURBATIONS)}")
+        raise UsageError(f"robust_augment_kinds {list(kinds)}: use one or more of {', '.join(PERTURBATIONS)}")
     if (len(severity) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in severity)
             or not 1 <= severity[0] <= severity[1] <= MAX_SEVERITY):
-        raise ValueError(f"robust_augment_severity {list(severity)}: use [lowest, highest] within 1..{MAX_SEVERITY}")
+        raise UsageError(f"robust_augment_severity {list(severity)}: use [lowest, highest] within 1..{MAX_SEVERITY}")
 
 
 def random_perturbation(img: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...] = PERTURBATIONS,

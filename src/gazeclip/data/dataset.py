@@ -23,6 +23,7 @@ from ..atomic import atomic_write_bytes
 from ..models.interface import REGIONS, Batch, Taxonomy
 from ..records import QUALITY_FIELDS
 from .manifest import REAL, ManifestRow, Protocol
+from ..errors import GazeclipError, UsageError
 
 DEFAULT_GAZE_DIM = 512  # ResNet-18 penultimate width; used only when no estimator is loaded
 
@@ -34,7 +35,7 @@ def build_taxonomy(rows: Sequence[ManifestRow], protocol: Protocol) -> Taxonomy:
     fam[REAL], ftype[REAL] = REAL, REAL
     missing = [c for c in protocol.seen if c not in fam]
     if missing:
-        raise ValueError(f"protocol {protocol.name}: seen generators {missing} have no rows in the manifest; "
+        raise UsageError(f"protocol {protocol.name}: seen generators {missing} have no rows in the manifest; "
                          "rebuild the benchmark or fix protocols.yaml")
     families = [REAL] + sorted({f for c, f in fam.items() if c != REAL and f != REAL})
     classes = protocol.train_classes
@@ -112,7 +113,7 @@ class FaceGazeSource:
     def __init__(self, mode: str = "detect", estimator: str = "ethxgaze-r18", cache_dir: str | Path | None = None,
                  gaze_dim: int | None = None):
         if mode not in ("detect", "none"):
-            raise ValueError(f"faces mode {mode!r}: use 'detect' or 'none'")
+            raise UsageError(f"faces mode {mode!r}: use 'detect' or 'none'")
         self.mode = mode
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.analyzer = self.estimator = None
@@ -122,7 +123,7 @@ class FaceGazeSource:
                 from ..faces import FaceAnalyzer  # type: ignore[attr-defined]
                 from ..gaze import create_estimator  # type: ignore[attr-defined]
             except ImportError as e:
-                raise RuntimeError(f"face detection is not available ({e}); use --faces none") from e
+                raise GazeclipError(f"face detection is not available ({e}); use --faces none") from e
             self.analyzer = FaceAnalyzer()
             self.estimator = create_estimator(estimator)
             self.gaze_dim = int(self.estimator.feature_dim)
@@ -482,13 +483,13 @@ def manifest_samples(rows: Sequence[ManifestRow], data_dir: str | Path, mode: st
     if not build:
         return None
     if gaze_dim and source.gaze_dim != gaze_dim:
-        raise ValueError(f"gaze estimator {estimator} gives {source.gaze_dim}-d features but the model expects "
+        raise UsageError(f"gaze estimator {estimator} gives {source.gaze_dim}-d features but the model expects "
                          f"{gaze_dim}; choose the estimator the model was built for")
     samples, errors = build_samples([str(data_dir / r.path) for r in rows], [r.cls for r in rows], source, size,
                                     progress)
     if errors:
         p, e = errors[0]
-        raise ValueError(f"{p}: unreadable dataset image ({e}); {len(errors)} such file(s): rebuild the benchmark "
+        raise UsageError(f"{p}: unreadable dataset image ({e}); {len(errors)} such file(s): rebuild the benchmark "
                          "or remove them from the manifest")
     samples.paths = [r.path for r in rows]  # relative to the data folder, as in the manifest
     save_samples(samples, path)

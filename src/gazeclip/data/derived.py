@@ -32,6 +32,7 @@ from .augment import MAX_SEVERITY, check_augment, random_perturbation
 from .manifest import REAL, ManifestRow, encode_png
 from .perturb import PERTURBATIONS
 from .selfblend import BLEND_CLASS, BLEND_FAMILY, BLEND_REGIONS, MESH_POINTS, self_blend
+from ..errors import UsageError
 
 VERSION = 1  # bump when a transform changes: new tags, so files made by older code are not reused
 CACHE = Path(".cache")
@@ -52,10 +53,10 @@ class DerivedSpec:
     def __post_init__(self):
         bad = [r for r in self.regions if r not in BLEND_REGIONS]
         if bad or not self.regions:
-            raise ValueError(f"self_blend_regions {list(self.regions)}: use one or more of {', '.join(BLEND_REGIONS)}")
+            raise UsageError(f"self_blend_regions {list(self.regions)}: use one or more of {', '.join(BLEND_REGIONS)}")
         check_augment(self.kinds, self.severity)
         if self.self_blend < 0 or self.perturbed < 0:
-            raise ValueError("self_blend and robust_augment count images per source: use 0 (off) or more")
+            raise UsageError("self_blend and robust_augment count images per source: use 0 (off) or more")
 
     def tag(self, what: str) -> str:
         """The cache folder of one kind of item: changes with every setting that changes its pixels."""

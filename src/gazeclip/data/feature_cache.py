@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_bytes
+from ..errors import UsageError
 
 
 class FeatureCache:
     def __init__(self, root: str | Path, prefix_id: str, dtype: str = "float16"):
         if dtype not in ("float16", "float32"):
-            raise ValueError(f"cache dtype {dtype!r}: use float16 or float32")
+            raise UsageError(f"cache dtype {dtype!r}: use float16 or float32")
         self.dir = Path(root) / re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dtype = np.dtype(dtype)

@@ -17,7 +17,7 @@ import yaml
 
 from ..atomic import atomic_write_text
 from ..common import IMAGE_EXTS
-from ..errors import DamagedFileError, UnsafeFileError
+from ..errors import DamagedFileError, MissingFileError, UnsafeFileError, UsageError
 
 REAL = "real"
 SPLITS = ("train", "val", "test")
@@ -93,7 +93,7 @@ def read_manifest(path: Path) -> list[ManifestRow]:
     if path.is_dir():
         path = path / "manifest.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest; build one with `gazeclip bench build` or "
+        raise MissingFileError(f"{path}: no manifest; build one with `gazeclip bench build` or "
                                 "`gazeclip bench import`")
     fix = "fix the row, or rebuild it with `gazeclip bench build` / `gazeclip bench import`"
     try:
@@ -101,7 +101,7 @@ def read_manifest(path: Path) -> list[ManifestRow]:
             reader = csv.DictReader(fh)
             missing = {"path", "class", "family", "forgery_type", "split"} - set(reader.fieldnames or [])
             if missing:
-                raise ValueError(f"{path}: manifest lacks columns {sorted(missing)}")
+                raise UsageError(f"{path}: manifest lacks columns {sorted(missing)}")
             names = {f.name for f in fields(ManifestRow)}
             rows, first_line = [], {}
             for rec in reader:
@@ -175,7 +175,7 @@ def read_protocols(path: Path) -> dict[str, Protocol]:
     if path.is_dir():
         path = path / "protocols.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no protocols; build the data folder with `gazeclip bench build` or "
+        raise MissingFileError(f"{path}: no protocols; build the data folder with `gazeclip bench build` or "
                                 "write protocols.yaml (see docs/bench.md)")
     fix = "fix protocols.yaml (see docs/bench.md) or rebuild it with `gazeclip bench build`"
     try:
@@ -204,7 +204,7 @@ def load_protocol(data_dir: Path, name: str, rows: list[ManifestRow] | None = No
     against the classes the manifest has."""
     protocols = read_protocols(Path(data_dir))
     if name not in protocols:
-        raise ValueError(f"{data_dir}/protocols.yaml has no protocol {name!r}; known: {', '.join(protocols)}")
+        raise UsageError(f"{data_dir}/protocols.yaml has no protocol {name!r}; known: {', '.join(protocols)}")
     p = protocols[name]
     if rows is not None:
         errs = protocol_problems(p, {r.cls: r.family for r in rows})
@@ -219,7 +219,7 @@ def select_rows(rows: list[ManifestRow], protocol: Protocol, split: str) -> list
     test holds real, seen and unseen generators. Unseen generators thus appear only in test,
     although the manifest (shared by all protocols) lists train/val images for every generator."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        raise UsageError(f"split must be one of {SPLITS}, not {split!r}")
     keep = set(protocol.train_classes) | (set(protocol.unseen) if split == "test" else set())
     return [r for r in rows if r.split == split and r.cls in keep]
 

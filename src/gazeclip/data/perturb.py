@@ -9,6 +9,8 @@ import io
 
 import numpy as np
 
+from ..errors import UsageError
+
 LEVELS: dict[str, list] = {
     "jpeg": [90, 70, 50, 30, 10],                   # JPEG quality
     "blur": [0.5, 1.0, 1.5, 2.5, 4.0],              # Gaussian sigma, pixels at 224 px (scaled to the crop)
@@ -25,9 +27,9 @@ def perturb(img: np.ndarray, kind: str, severity: int, rng: np.random.Generator 
     if severity == 0:
         return img
     if kind not in LEVELS:
-        raise ValueError(f"unknown perturbation {kind!r}; known: {', '.join(PERTURBATIONS)}")
+        raise UsageError(f"unknown perturbation {kind!r}; known: {', '.join(PERTURBATIONS)}")
     if not 1 <= severity <= len(LEVELS[kind]):
-        raise ValueError(f"severity {severity}: use 0..{len(LEVELS[kind])}")
+        raise UsageError(f"severity {severity}: use 0..{len(LEVELS[kind])}")
     level = LEVELS[kind][severity - 1]
     pil = Image.fromarray(np.ascontiguousarray(img))
     if kind == "jpeg":

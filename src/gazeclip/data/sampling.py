@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..errors import UsageError
+
 
 class BalancedSampler(Sampler[int]):
     """Every class is drawn equally often. An epoch holds n_classes x median(class size) items
@@ -19,7 +21,7 @@ class BalancedSampler(Sampler[int]):
         labels = np.asarray(labels)
         self.classes = [c for c in np.unique(labels) if c >= 0]
         if not self.classes:
-            raise ValueError("BalancedSampler: no labelled items to sample")
+            raise UsageError("BalancedSampler: no labelled items to sample")
         self.members = [np.flatnonzero(labels == c) for c in self.classes]
         self.quota = int(np.median([len(m) for m in self.members]))
         self.num_replicas, self.rank, self.seed = num_replicas, rank, seed

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..faces.regions import REGION_LANDMARKS
+from ..errors import UsageError
 
 BLEND_REGIONS = ("face", "eyes", "mouth", "nose")
 # design choice, not from the paper: a self-blend is a detection-only training item (fake, with no
@@ -73,10 +74,10 @@ def region_masks(landmarks: np.ndarray, shape: tuple[int, int], region: str) -> 
     """(hull, limit), bool (H, W): the region's landmark hulls, and where its blend may reach
     (the face hull; a region's hulls dilated by REGION_PAD of the face size, inside the face hull)."""
     if region not in BLEND_REGIONS:
-        raise ValueError(f"self-blend region {region!r}: use one of {', '.join(BLEND_REGIONS)}")
+        raise UsageError(f"self-blend region {region!r}: use one of {', '.join(BLEND_REGIONS)}")
     lm = np.asarray(landmarks, np.float64)
     if lm.shape[0] < MESH_POINTS:
-        raise ValueError(f"self-blends need the 478 MediaPipe landmarks, not {lm.shape[0]}")
+        raise UsageError(f"self-blends need the 478 MediaPipe landmarks, not {lm.shape[0]}")
     face = face_hull(lm, shape)
     if region == "face":
         return face, face
@@ -173,5 +174,5 @@ def self_blend(img: np.ndarray, landmarks: np.ndarray, region: str, rng: np.rand
     x = img.astype(np.float32)
     out = np.clip(np.rint(x + mask[..., None] * (src.astype(np.float32) - x)), 0, 255).astype(np.uint8)
     if not np.any(out != img):
-        raise ValueError("the blend left the photo unchanged (a face too small to blend)")
+        raise UsageError("the blend left the photo unchanged (a face too small to blend)")
     return SelfBlend(out, mask, limit, region)

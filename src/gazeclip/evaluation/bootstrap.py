@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from .metrics import EvalData, compute_metrics
+from ..errors import UsageError
 
 
 def paired_resamples(n: int, n_boot: int, seed: int = 0) -> list[np.ndarray]:
@@ -24,7 +25,7 @@ def check_same_test_items(paths_by_run: dict[str, np.ndarray], what: str) -> Non
     for name in names[1:]:
         paths = paths_by_run[name]
         if len(paths) != len(ref) or not np.array_equal(paths, ref):
-            raise ValueError(f"{name}: evaluated on other test items than {names[0]}; {what}")
+            raise UsageError(f"{name}: evaluated on other test items than {names[0]}; {what}")
 
 
 def bootstrap_values(d: EvalData, keys: list[str], n_boot: int = 1000, seed: int = 0,

@@ -20,16 +20,12 @@ def run(args: argparse.Namespace) -> int:
     from ..run.loader import load_run
     from .evaluate import recalibrate
 
-    try:
-        data = args.data or read_run_yaml(args.run).get("data")
-        if not data:
-            print(f"gazeclip calibrate: {args.run}/config.yaml records no data folder; pass --data DIR "
-                  "(the dataset the run was trained on)", file=sys.stderr)
-            return 1
-        rec = recalibrate(load_run(args.run, args.device, calibrated=False), data, progress=not args.quiet)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip calibrate: {e}", file=sys.stderr)
+    data = args.data or read_run_yaml(args.run).get("data")
+    if not data:
+        print(f"gazeclip calibrate: {args.run}/config.yaml records no data folder; pass --data DIR "
+              "(the dataset the run was trained on)", file=sys.stderr)
         return 1
+    rec = recalibrate(load_run(args.run, args.device, calibrated=False), data, progress=not args.quiet)
     print(f"wrote {args.run}/calibration.json: detection threshold {rec['detection_threshold']:.4f} "
           f"({rec['detection_rule']}), unknown threshold {rec['unknown_threshold']:.4f} "
           f"(on {rec['detection_n_real']} real and {rec['detection_n_fake']} fake validation faces)")

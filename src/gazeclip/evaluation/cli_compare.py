@@ -4,7 +4,6 @@ predictions."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -24,12 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from .compare import compare_runs, print_table, comparison_markdown
     from ..run.utils import atomic_write_json, atomic_write_text
 
-    try:
-        res = compare_runs(args.runs, args.data, args.protocol, args.n_boot, args.seed, args.device,
-                           progress=not args.quiet)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip compare: {e}", file=sys.stderr)
-        return 1
+    res = compare_runs(args.runs, args.data, args.protocol, args.n_boot, args.seed, args.device,
+                       progress=not args.quiet)
     md = comparison_markdown(res)
     if args.markdown:
         print(md)

@@ -3,7 +3,6 @@ metrics.json, report.md, PNGs."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,16 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, fmt
     from .metrics import HEADLINE
 
-    try:
-        run_ = None
-        if args.runtime != "torch" or args.precision is not None:
-            run_ = load_run(args.run, args.device, precision=args.precision, runtime=args.runtime,
-                            calibrated=args.runtime == "onnx")  # an export is calibrated when made
-        m = evaluate(args.run, args.data, args.protocol, args.out, args.device, progress=not args.quiet, run=run_,
-                     k_estimator=args.k_estimator)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip eval: {e}", file=sys.stderr)
-        return 1
+    run_ = None
+    if args.runtime != "torch" or args.precision is not None:
+        run_ = load_run(args.run, args.device, precision=args.precision, runtime=args.runtime,
+                        calibrated=args.runtime == "onnx")  # an export is calibrated when made
+    m = evaluate(args.run, args.data, args.protocol, args.out, args.device, progress=not args.quiet, run=run_,
+                 k_estimator=args.k_estimator)
     print(f"n_test {m['n_test']}  " + "  ".join(f"{k} {fmt(m.get(k))}" for k in HEADLINE))
     print(f"wrote {args.out or args.run + '/eval'}/metrics.json, report.md, confusion.png, roc.png")
     return 0

@@ -7,6 +7,9 @@ import argparse
 import sys
 
 
+from ..errors import GazeclipError
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .gaze_probe import BLOCKS, CUE_SETS, DEFAULT_SETS
 
@@ -39,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         rep = gaze_probe(args.data, args.protocol, out, sets, args.cues, args.split, args.C, args.bootstrap,
                          args.seed, args.backbone, args.clip, args.estimator, args.face_cache, args.feature_cache,
                          progress=not args.quiet)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"gazeclip gaze-probe: {e.args[0] if e.args else e}", file=sys.stderr)
+    except GazeclipError as e:
+        print(f"gazeclip gaze-probe: {e}", file=sys.stderr)
         return 1
     names = list(rep["sets"])
     print(f"detection AUC vs real, % ({rep['split']} split, n = {sum(rep['n_eval'].values())})")

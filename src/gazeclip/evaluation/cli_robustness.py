@@ -38,15 +38,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out) if args.out else Path(args.run[0]) / "robustness"
     results, shared = {}, {}  # shared: perturbed test sets, computed once for all runs
-    try:
-        for r in args.run:
-            res = robustness_run(r, args.data, kinds, max_items=args.max_items, seed=args.seed, device=args.device,
-                                 progress=not args.quiet, cache_perturbed=not args.no_cache_perturbed,
-                                 shared=shared)
-            results[Path(r).name] = res
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip robustness: {e}", file=sys.stderr)
-        return 1
+    for r in args.run:
+        res = robustness_run(r, args.data, kinds, max_items=args.max_items, seed=args.seed, device=args.device,
+                             progress=not args.quiet, cache_perturbed=not args.no_cache_perturbed,
+                             shared=shared)
+        results[Path(r).name] = res
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "robustness.json", results)
     robustness_png({name: res["curves"] for name, res in results.items()}, out / "robustness.png")

@@ -14,6 +14,7 @@ from ..run import utils as U
 from ..run.loader import LoadedRun, load_run
 from ..run.modeling import Predictions, prefix_id, run_model
 from .metrics import HEADLINE, K_ESTIMATORS, OPEN_SET, EvalData, compute_metrics, per_generator_metrics, public
+from ..errors import UsageError
 
 
 def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) -> dict:
@@ -26,11 +27,11 @@ def recalibrate(run: LoadedRun, data_dir: str | Path, progress: bool = False) ->
     rows = read_manifest(data_dir)
     proto = load_protocol(data_dir, run.cfg.protocol, rows)
     if list(build_taxonomy(rows, proto).classes) != list(run.taxonomy.classes):
-        raise ValueError(f"{data_dir}: protocol {proto.name} here has other train classes than run {run.run_dir}; "
+        raise UsageError(f"{data_dir}: protocol {proto.name} here has other train classes than run {run.run_dir}; "
                          "recalibrate on the data the run was trained on")
     val_rows = select_rows(rows, proto, "val")
     if not val_rows:
-        raise ValueError(f"{data_dir}/manifest.csv: no val rows for protocol {proto.name}; cannot calibrate")
+        raise UsageError(f"{data_dir}/manifest.csv: no val rows for protocol {proto.name}; cannot calibrate")
     s = manifest_samples(val_rows, data_dir, run.cfg.faces, run.cfg.gaze_estimator, run.preprocess.size,
                          run.gaze_dim, face_cache_dir=run.cfg.face_cache_dir, progress=progress)
     rec = calibrate_run(run.run_dir, dataset_of(run, s, data_dir, progress=progress), run.cfg, run.device, run.model)
@@ -69,11 +70,11 @@ def test_set(run: LoadedRun, data_dir: str | Path, protocol: str | None = None,
     proto = load_protocol(data_dir, protocol or run.cfg.protocol, rows)
     missing = [c for c in run.taxonomy.classes if c not in proto.train_classes]
     if missing:
-        raise ValueError(f"{data_dir}/protocols.yaml: protocol {proto.name} does not see {missing}, which the run "
+        raise UsageError(f"{data_dir}/protocols.yaml: protocol {proto.name} does not see {missing}, which the run "
                          f"was trained on; evaluate with the run's protocol ({run.cfg.protocol})")
     test_rows = select_rows(rows, proto, "test")
     if not test_rows:
-        raise ValueError(f"{data_dir}/manifest.csv: no test rows for protocol {proto.name}")
+        raise UsageError(f"{data_dir}/manifest.csv: no test rows for protocol {proto.name}")
     s = manifest_samples(test_rows, data_dir, run.cfg.faces, run.cfg.gaze_estimator, run.preprocess.size,
                          run.gaze_dim, face_cache_dir=run.cfg.face_cache_dir, progress=progress)
     return s, proto, {r.cls: r.family for r in rows}

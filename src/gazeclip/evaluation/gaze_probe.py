@@ -36,6 +36,7 @@ import numpy as np
 from ..data.manifest import REAL, ManifestRow, load_protocol, read_manifest, select_rows
 from .bootstrap import paired_resamples, percentile_interval
 from .metrics import binary_auc
+from ..errors import UsageError
 
 BLOCKS = ("gaze", "features", "clip", "head", "flip", "shift")
 DEFAULT_SETS = ("gaze", "gaze+features", "clip", "clip+gaze", "clip+gaze+features")
@@ -100,7 +101,7 @@ def parse_sets(sets: Sequence[str]) -> list[tuple[str, ...]]:
         blocks = tuple(b.strip() for b in s.split("+") if b.strip())
         bad = [b for b in blocks if b not in BLOCKS]
         if not blocks or bad:
-            raise ValueError(f"feature set {s!r}: blocks are {', '.join(BLOCKS)} joined by '+' (e.g. clip+gaze)")
+            raise UsageError(f"feature set {s!r}: blocks are {', '.join(BLOCKS)} joined by '+' (e.g. clip+gaze)")
         out.append(blocks)
     return out
 
@@ -143,10 +144,10 @@ def collect_items(data_dir: str | Path, protocol: str = "P2", split: str = "test
     rows = read_manifest(data_dir)
     proto = load_protocol(data_dir, protocol, rows)
     if split not in ("val", "test"):
-        raise ValueError(f"evaluation split {split!r}: use val or test (the probes train on train)")
+        raise UsageError(f"evaluation split {split!r}: use val or test (the probes train on train)")
     sel: list[ManifestRow] = select_rows(rows, proto, "train") + select_rows(rows, proto, split)
     if not any(r.split == "train" for r in sel) or not any(r.split == split for r in sel):
-        raise ValueError(f"{data_dir}/manifest.csv: protocol {proto.name} needs train and {split} rows")
+        raise UsageError(f"{data_dir}/manifest.csv: protocol {proto.name} needs train and {split} rows")
     taxonomy = build_taxonomy(rows, proto)
     encoder = create_model("clip-linear-probe", backbone=backbone, taxonomy=taxonomy, clip=clip).eval()
     size = encoder.preprocess.size
@@ -197,7 +198,7 @@ def collect_items(data_dir: str | Path, protocol: str = "P2", split: str = "test
             flush()
     flush()
     if not keep:
-        raise ValueError(f"{data_dir}: no face with gaze found in protocol {proto.name}'s train/{split} images")
+        raise UsageError(f"{data_dir}: no face with gaze found in protocol {proto.name}'s train/{split} images")
     items = ProbeItems([sel[i].path for i in keep], [sel[i].cls for i in keep], [sel[i].split for i in keep],
                        np.stack(cols["py"]), np.stack(cols["vec"]), np.stack(cols["head"]), np.stack(cols["feat"]),
                        np.stack(cols["clip"]), np.stack(cols["var"]) if cues else None, no_gaze)
@@ -250,7 +251,7 @@ def fit_sets(items: ProbeItems, train_classes: list[str], sets: Sequence[str], s
     for name, parts in zip(sets, parse_sets(sets)):
         missing = [b for b in parts if b not in blocks]
         if missing:
-            raise ValueError(f"feature set {name!r} needs {missing}: run the probe with cues (--cues)")
+            raise UsageError(f"feature set {name!r} needs {missing}: run the probe with cues (--cues)")
         x = np.concatenate([blocks[b] for b in parts], 1).astype(np.float64)
         det, cd = _fit(x[tr], y_fake, c, "roc_auc", seed)
         att, ca = _fit(x[tr], y_attr, c, "accuracy", seed)

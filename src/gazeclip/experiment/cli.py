@@ -30,13 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .runner import load_experiment, run_experiment
 
-    try:
-        cfg = load_experiment(args.config, data=args.data, out=args.out, device=args.device, n_boot=args.n_boot)
-        res = run_experiment(cfg, resume=args.resume, quiet=args.quiet,
-                             command="gazeclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        print(f"gazeclip experiment: {e}", file=sys.stderr)
-        return 1
+    cfg = load_experiment(args.config, data=args.data, out=args.out, device=args.device, n_boot=args.n_boot)
+    res = run_experiment(cfg, resume=args.resume, quiet=args.quiet,
+                         command="gazeclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     out = cfg.out_dir()
     print(f"{res['n_runs_finished']} of {res['n_runs']} runs finished; wrote {out}/summary.md, table.md/.csv, "
           f"diffs.md/.csv, per_generator.md/.csv/.png, results.json")

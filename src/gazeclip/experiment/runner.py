@@ -42,6 +42,7 @@ from ..evaluation.metrics import METRIC_LABELS
 from ..run import utils as U
 from ..run.config import TrainConfig
 from ..run.folder import read_json_file
+from ..errors import MissingFileError, OutputExistsError, UsageError
 
 # mean ± sd table columns (headers: evaluation.metrics.METRIC_LABELS); val_* come from the run's summary.json
 # (the kept epoch's validation figures: the only ones a choice between models may rest on)
@@ -111,11 +112,11 @@ def load_experiment(path: str | Path, **overrides: Any) -> ExperimentConfig:
     try:
         path = find_config("experiments", path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such experiment config; packaged: {', '.join(packaged('experiments'))} "
+        raise MissingFileError(f"{path}: no such experiment config; packaged: {', '.join(packaged('experiments'))} "
                                 "(src/gazeclip/configs/experiments/)") from None
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: an experiment config must be a YAML mapping")
+        raise UsageError(f"{path}: an experiment config must be a YAML mapping")
     raw.setdefault("name", Path(path.name).stem)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return experiment_from_dict(raw, str(path))
@@ -124,33 +125,33 @@ def load_experiment(path: str | Path, **overrides: Any) -> ExperimentConfig:
 def experiment_from_dict(raw: dict, source: str = "experiment") -> ExperimentConfig:
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise ValueError(f"{source}: unknown keys {unknown}; known: {', '.join(sorted(_TOP_KEYS))}")
+        raise UsageError(f"{source}: unknown keys {unknown}; known: {', '.join(sorted(_TOP_KEYS))}")
     for k in ("name", "data", "models"):
         if not raw.get(k):
-            raise ValueError(f"{source}: '{k}' is required")
+            raise UsageError(f"{source}: '{k}' is required")
     models = []
     for i, m in enumerate(raw["models"]):
         if isinstance(m, str):
             m = {"model": m}
         if not isinstance(m, dict) or "model" not in m:
-            raise ValueError(f"{source}: models[{i}] must be a model name or a mapping with 'model'")
+            raise UsageError(f"{source}: models[{i}] must be a model name or a mapping with 'model'")
         bad = sorted(set(m) - _MODEL_KEYS)
         if bad:
-            raise ValueError(f"{source}: models[{i}] has unknown keys {bad}; known: {', '.join(sorted(_MODEL_KEYS))}")
+            raise UsageError(f"{source}: models[{i}] has unknown keys {bad}; known: {', '.join(sorted(_MODEL_KEYS))}")
         models.append(ExperimentModel(str(m.get("label", m["model"])), str(m["model"]), dict(m.get("model_overrides") or {}),
                                 dict(m.get("train") or {})))
     labels = [m.label for m in models]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"{source}: model labels must be unique, got {labels}; give repeated models a 'label'")
+        raise UsageError(f"{source}: model labels must be unique, got {labels}; give repeated models a 'label'")
     cfg = ExperimentConfig(**{**{k: v for k, v in raw.items() if k != "models"}, "models": models})
     cfg.seeds = [int(s) for s in cfg.seeds]
     if not cfg.seeds:
-        raise ValueError(f"{source}: 'seeds' must list at least one seed")
+        raise UsageError(f"{source}: 'seeds' must list at least one seed")
     cfg.reference = cfg.reference or (labels[1] if len(labels) > 1 else labels[0])
     cfg.focus = cfg.focus or labels[0]
     for k in ("reference", "focus"):
         if getattr(cfg, k) not in labels:
-            raise ValueError(f"{source}: {k} '{getattr(cfg, k)}' is not one of the model labels {labels}")
+            raise UsageError(f"{source}: {k} '{getattr(cfg, k)}' is not one of the model labels {labels}")
     for spec in models:  # fail now, not after an hour of training
         run_config(cfg, spec, cfg.seeds[0])
     return cfg
@@ -171,10 +172,10 @@ def ensure_data(cfg: ExperimentConfig, quiet: bool = False) -> Path:
     if (data / "manifest.csv").is_file():
         return data
     if not cfg.build:
-        raise FileNotFoundError(f"{data}/manifest.csv: no benchmark there; build one (gazeclip bench build --preset "
+        raise MissingFileError(f"{data}/manifest.csv: no benchmark there; build one (gazeclip bench build --preset "
                                 f"mini --out {data}) or set 'build: mini' in the experiment config")
     if data.exists() and any(data.iterdir()):
-        raise FileExistsError(f"{data}: exists without a manifest.csv (an interrupted build?); remove it or point "
+        raise OutputExistsError(f"{data}: exists without a manifest.csv (an interrupted build?); remove it or point "
                               "'data' elsewhere")
     if not quiet:
         print(f"building the {cfg.build} benchmark into {data} (seed {cfg.build_seed}) ...", flush=True)
@@ -186,7 +187,7 @@ def ensure_data(cfg: ExperimentConfig, quiet: bool = False) -> Path:
         from ..bench.build import PRESETS, BuildConfig, build
 
         if cfg.build not in PRESETS:
-            raise ValueError(f"build '{cfg.build}': use one of {', '.join(PRESETS)} or synthetic")
+            raise UsageError(f"build '{cfg.build}': use one of {', '.join(PRESETS)} or synthetic")
         build(data, BuildConfig(PRESETS[cfg.build], seed=cfg.build_seed), quiet=quiet)
     return data
 
@@ -241,12 +242,12 @@ def run_experiment(cfg: ExperimentConfig, resume: bool = False, quiet: bool = Fa
     out = cfg.out_dir()
     state = out / "experiment.yaml"
     if state.is_file() and not resume:
-        raise FileExistsError(f"{out}: already holds an experiment; pass --resume to continue it or choose "
+        raise OutputExistsError(f"{out}: already holds an experiment; pass --resume to continue it or choose "
                               "another --out")
     if state.is_file():
         old = yaml.safe_load(state.read_text()) or {}
         if old.get("data") and Path(old["data"]).resolve() != Path(cfg.data).resolve():
-            raise ValueError(f"{out}: was run on {old['data']}, not {cfg.data}; use another --out")
+            raise UsageError(f"{out}: was run on {old['data']}, not {cfg.data}; use another --out")
     data = ensure_data(cfg, quiet)
     out.mkdir(parents=True, exist_ok=True)
     U.atomic_write_text(state, yaml.safe_dump({**cfg.to_dict(), "command": command}, sort_keys=False))

@@ -11,7 +11,6 @@ validation faces) and the run's config.yaml, taxonomy.json and calibration.json.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -29,11 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from .exporter import export_run
 
     out = Path(args.out) if args.out else Path(args.run) / "export"
-    try:
-        meta = export_run(args.run, out, int8=args.int8, force=args.force, opset=args.opset, data=args.data)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        print(f"gazeclip export: {e}", file=sys.stderr)
-        return 1
+    meta = export_run(args.run, out, int8=args.int8, force=args.force, opset=args.opset, data=args.data)
     q = meta["quality"]
     for prec, fname in meta["files"].items():
         size = (out / fname).stat().st_size / 2**20

@@ -40,6 +40,7 @@ from torch import nn
 from ..models.interface import REGIONS, Batch
 
 from ..run.onnx_runtime import FILES, FORMAT, INPUTS, OUTPUTS, session as _session  # noqa: F401 (re-exported)
+from ..errors import OutputExistsError
 OPSET = 17
 
 
@@ -164,7 +165,7 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out}: not empty; choose another --out or pass --force to replace it")
+        raise OutputExistsError(f"{out}: not empty; choose another --out or pass --force to replace it")
     run = load_run(run_dir, "cpu", precision="fp32")  # the inference copy in fp32: int8 is made from it
     model = run.model
     pre, gaze_dim = run.preprocess, run.gaze_dim or 512

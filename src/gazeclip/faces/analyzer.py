@@ -17,6 +17,7 @@ import numpy as np
 from ..quiet import native_logs_silenced
 from ..records import Face
 from . import geometry as geo
+from ..errors import UsageError
 
 _LIVE: "weakref.WeakSet[FaceAnalyzer]" = weakref.WeakSet()
 
@@ -99,7 +100,7 @@ class FaceAnalyzer:
                  normalise: bool = True, norm_size: int = geo.ETH_SIZE, antialias: bool = True,
                  landmarker_path: str | None = None):
         if fallback not in ("retinaface", "always", "none"):
-            raise ValueError(f"fallback must be 'retinaface', 'always' or 'none', not {fallback!r}")
+            raise UsageError(f"fallback must be 'retinaface', 'always' or 'none', not {fallback!r}")
         self.crop_size = int(crop_size)
         self.margin = float(margin)
         self.max_faces = int(max_faces)
@@ -261,7 +262,7 @@ class FaceAnalyzer:
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
-            raise ValueError(f"FaceAnalyzer.detect expects an (H, W, 3) uint8 RGB array, got {image.shape} "
+            raise UsageError(f"FaceAnalyzer.detect expects an (H, W, 3) uint8 RGB array, got {image.shape} "
                              f"{image.dtype}; load files with gazeclip.faces.load_image")
         image = np.ascontiguousarray(image[:, :, :3])
         h, w = image.shape[:2]
@@ -289,7 +290,7 @@ class FaceAnalyzer:
         (image-left eye, image-right eye, nose, mouth left, mouth right), in image pixels."""
         lms = np.asarray(landmarks, np.float64)
         if lms.ndim != 2 or lms.shape[1] != 2 or lms.shape[0] not in (5, 468, 478):
-            raise ValueError(f"landmarks must be (478, 2), (468, 2) or (5, 2) pixels, got {lms.shape}")
+            raise UsageError(f"landmarks must be (478, 2), (468, 2) or (5, 2) pixels, got {lms.shape}")
         box = np.concatenate([lms.min(0), lms.max(0)]) if box is None else np.asarray(box, np.float64)
         h, w = image.shape[:2]
         return self._face(image, _Raw(lms, box, float(score), detector), camera or self.camera or geo.Camera.pseudo(w, h))

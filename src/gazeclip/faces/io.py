@@ -35,7 +35,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import GazeclipError
+from ..errors import GazeclipError, UsageError
 
 # design choice, not from the paper: transparent pixels are composited on white (a passport-photo
 # background) rather than black, so a cut-out face keeps a visible outline; see `background`.
@@ -89,7 +89,7 @@ def set_max_image_pixels(n: int | None) -> None:
     """Set the pixel limit for this process (None: back to the environment/default)."""
     global _max_pixels_override
     if n is not None and int(n) < 1:
-        raise ValueError(f"max image pixels {n}: must be at least 1")
+        raise UsageError(f"max image pixels {n}: must be at least 1")
     _max_pixels_override = None if n is None else int(n)
 
 

@@ -21,6 +21,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..errors import UsageError
+
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 # design choice, not from the paper: without --fps or --frames, 16 frames spread evenly over the
 # whole video, so the cost of a video does not grow with its length.
@@ -118,16 +120,16 @@ def sample_indices(info: VideoInfo, fps: float | None = None, frames: int | None
     evenly from the first frame to the last. Without a frame count in the container, the first
     `frames` frames (or every frame at the container's rate, to the end, when fps is asked for)."""
     if fps is not None and frames is not None:
-        raise ValueError("give fps or frames, not both")
+        raise UsageError("give fps or frames, not both")
     n = info.n_frames
     if fps is not None:
         if not fps > 0 or not np.isfinite(fps):
-            raise ValueError(f"fps must be > 0 and finite, not {fps}")
+            raise UsageError(f"fps must be > 0 and finite, not {fps}")
         step = max(info.fps / fps if info.fps > 0 else 1.0, 1.0)
         return _unique((int(round(i * step)) for i in count()), n or None)
     frames = DEFAULT_FRAMES if frames is None else int(frames)
     if frames < 1:
-        raise ValueError(f"frames must be >= 1, not {frames}")
+        raise UsageError(f"frames must be >= 1, not {frames}")
     if n <= 0:
         return iter(range(frames))
     m = min(frames, n)

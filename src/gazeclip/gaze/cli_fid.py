@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import GazeclipError
 from .. import safejson
 from ..atomic import atomic_write_text
 
@@ -55,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         estimator = create_estimator(args.estimator, checkpoint=args.checkpoint)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        print(f"gazeclip gaze-fid: {e.args[0] if e.args else e}", file=sys.stderr)
+    except GazeclipError as e:
+        print(f"gazeclip gaze-fid: {e}", file=sys.stderr)
         return 2
     cache = None if (args.cache or "").lower() == "none" else (args.cache or str(home() / "facegaze"))
     vectors: dict[str, list] = {c: [] for c in classes}

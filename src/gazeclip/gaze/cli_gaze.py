@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..errors import GazeclipError
 from .. import safejson
 from ..common import IMAGE_EXTS, WRITE_EXTS
 
@@ -92,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         if args.flip_tta:
             kw["flip_tta"] = True
         estimator = create_estimator(args.estimator, checkpoint=args.checkpoint, **kw)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        print(f"gazeclip gaze: {e.args[0] if e.args else e}", file=sys.stderr)
+    except GazeclipError as e:
+        print(f"gazeclip gaze: {e}", file=sys.stderr)
         return 2
     analyzer = FaceAnalyzer(max_faces=args.max_faces, fallback=args.fallback,
                             margin=DEFAULT_MARGIN if args.margin is None else args.margin)

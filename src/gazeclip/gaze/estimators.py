@@ -17,6 +17,7 @@ from ..common import sha256_of
 from ..registry import Registry
 from ..faces import geometry as geo
 from ..records import Face, Gaze
+from ..errors import MissingFileError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,7 +77,7 @@ def infer_resnet_arch(state: dict[str, torch.Tensor]) -> str:
         layers.append(max(idx) + 1 if idx else 0)
     key = (block, tuple(layers))
     if key not in _RESNET_LAYOUTS:
-        raise ValueError(f"not a torchvision ResNet layout: {block} blocks {layers}")
+        raise UsageError(f"not a torchvision ResNet layout: {block} blocks {layers}")
     return _RESNET_LAYOUTS[key]
 
 
@@ -92,7 +93,7 @@ def convert_checkpoint(obj) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError("no state dict of tensors found (expected keys model_state / model / state_dict)")
+        raise UsageError("no state dict of tensors found (expected keys model_state / model / state_dict)")
     out: dict[str, torch.Tensor] = {}
     official = any(k.startswith("gaze_network.") for k in obj)
     for k, v in obj.items():
@@ -108,14 +109,14 @@ def convert_checkpoint(obj) -> dict[str, torch.Tensor]:
                 continue
         out[k] = v
     if "fc.weight" not in out or tuple(out["fc.weight"].shape)[0] != 2:
-        raise ValueError("no 2-output gaze head (fc.weight or gaze_fc.0.weight of shape (2, D)) in the checkpoint")
+        raise UsageError("no 2-output gaze head (fc.weight or gaze_fc.0.weight of shape (2, D)) in the checkpoint")
     return out
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: gaze checkpoint not found; pass an existing .pth/.pth.tar/.safetensors file")
+        raise MissingFileError(f"{path}: gaze checkpoint not found; pass an existing .pth/.pth.tar/.safetensors file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -124,12 +125,12 @@ def load_checkpoint_file(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - re-raised with the file and the fix
-            raise ValueError(f"{path}: cannot load as a torch checkpoint ({str(e).splitlines()[0]}); "
+            raise UsageError(f"{path}: cannot load as a torch checkpoint ({str(e).splitlines()[0]}); "
                              "save the weights with torch.save(state_dict) or as .safetensors") from None
     try:
         return convert_checkpoint(obj)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise UsageError(f"{path}: {e}") from None
 
 
 class ResNetGaze(nn.Module):
@@ -202,7 +203,7 @@ class ETHXGazeResNet(GazeEstimator):
         if dtype is None or dtype == self.compute_dtype:
             return
         if dtype != torch.bfloat16 or self.compute_dtype is not None:
-            raise ValueError(f"gaze estimator precision {dtype}: only fp32 -> bf16 is supported")
+            raise UsageError(f"gaze estimator precision {dtype}: only fp32 -> bf16 is supported")
         self.model.fold_batchnorm()
         for m in self.model.modules():
             if isinstance(m, nn.Conv2d):
@@ -265,7 +266,7 @@ def _ethxgaze_r18(checkpoint: str | Path | None = None, device: str = "cpu", bat
 def _ethxgaze_ckpt(checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 32,
                    flip_tta: bool = False):
     if checkpoint is None:
-        raise ValueError("the 'ethxgaze-ckpt' estimator needs a checkpoint file: pass checkpoint=PATH "
+        raise UsageError("the 'ethxgaze-ckpt' estimator needs a checkpoint file: pass checkpoint=PATH "
                          "(CLI: --checkpoint PATH), e.g. the official ETH-XGaze epoch_24_ckpt.pth.tar")
     return ETHXGazeResNet(load_checkpoint_file(checkpoint), "ethxgaze-ckpt", sha256_of(checkpoint)[:16],
                           device, batch_size, flip_tta)

@@ -8,6 +8,7 @@ import numpy as np
 from scipy import linalg
 
 from ..atomic import atomic_path
+from ..errors import UsageError
 
 
 def frechet_distance(x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float:
@@ -15,7 +16,7 @@ def frechet_distance(x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float:
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     y = np.asarray(y, np.float64).reshape(len(y), -1)
     if len(x) < 2 or len(y) < 2:
-        raise ValueError("the Fréchet distance needs at least 2 samples on each side")
+        raise UsageError("the Fréchet distance needs at least 2 samples on each side")
     mu1, mu2 = x.mean(0), y.mean(0)
     s1 = np.atleast_2d(np.cov(x, rowvar=False))
     s2 = np.atleast_2d(np.cov(y, rowvar=False))
@@ -85,7 +86,7 @@ def gaze_fid(vectors: dict[str, np.ndarray], features: dict[str, np.ndarray], re
              n_boot: int = 200, feature_dims: int = 64, seed: int = 0, estimator: str = "") -> GazeFIDReport:
     """FID of each class against `real`, on 3-D gaze vectors and on (PCA-reduced) features."""
     if real not in vectors or len(vectors[real]) < 2:
-        raise ValueError(f"need at least 2 faces of the real class {real!r}; found {len(vectors.get(real, []))}")
+        raise UsageError(f"need at least 2 faces of the real class {real!r}; found {len(vectors.get(real, []))}")
     # design choice, not from the paper: features are PCA-reduced (default 64 dims) so that the
     # covariances are estimable from a few hundred faces and the bootstrap stays fast
     feats = pca_project(features, feature_dims) if feature_dims > 0 else features

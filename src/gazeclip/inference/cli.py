@@ -29,6 +29,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..errors import GazeclipError
 from .. import safejson
 from ..atomic import atomic_path, check_writable
 
@@ -124,13 +125,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, args.threads))
     if args.out:
         return _run_batch(args)
-    try:
-        det = load(args.run, args.device, face_cache=args.face_cache, precision=args.precision,
-                   runtime=args.runtime)
-        video = VideoOptions(fps=args.fps, frames=args.frames)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip predict: {e}", file=sys.stderr)
-        return 1
+    det = load(args.run, args.device, face_cache=args.face_cache, precision=args.precision,
+               runtime=args.runtime)
+    video = VideoOptions(fps=args.fps, frames=args.frames)
     paths = list(args.paths)
     if args.files_from:
         from .batch import read_files_from
@@ -180,7 +177,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         opts = BatchOptions(Path(args.out), VideoOptions(fps=args.fps, frames=args.frames), per_frame=args.per_frame,
                             resume=args.resume, chunk=args.chunk, progress=not args.quiet)
         result = run_batch(det, args.paths, args.files_from, opts)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except GazeclipError as e:
         print(f"gazeclip predict: {e}", file=sys.stderr)
         return 1
     finally:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..faces.video import is_video
+from ..errors import UsageError
 
 
 @dataclass
@@ -35,12 +36,12 @@ def to_rgb(x: Any, label: str = "<array>") -> np.ndarray:
         return np.ascontiguousarray(pil_to_rgb(ImageOps.exif_transpose(x), DEFAULT_BACKGROUND))
     a = np.asarray(x)
     if a.dtype != np.uint8:
-        raise ValueError(f"{label}: expected a uint8 RGB array, got dtype {a.dtype}; convert with "
+        raise UsageError(f"{label}: expected a uint8 RGB array, got dtype {a.dtype}; convert with "
                          "(x * 255).clip(0, 255).astype('uint8') for floats in [0, 1]")
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] not in (3, 4) or min(a.shape[:2]) < 1:
-        raise ValueError(f"{label}: expected an (H, W, 3) RGB array, got shape {a.shape}")
+        raise UsageError(f"{label}: expected an (H, W, 3) RGB array, got shape {a.shape}")
     return np.ascontiguousarray(a[:, :, :3])
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import GazeclipError
 from .. import safejson
 from ..cli import key_value
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(args.model_arg)
     try:
         r = measure(args.model, args.backbone, args.clip, args.gaze_estimator, overrides)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except GazeclipError as e:
         print(f"gazeclip info: {e}", file=sys.stderr)
         return 2
     print(safejson.dumps(r, indent=2) if args.json else _fmt_table(r))

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .towers import Backbone, ImagePreprocess, TextTower
+from ..errors import MissingFileError
 
 EXPECTED = {"ViT-B/16": (768, 16), "ViT-L/14": (1024, 14)}  # (vision width, patch size)
 
@@ -148,7 +149,7 @@ def load_clip_checkpoint(path: str | Path | None, expect: str | None, name: str)
                          "open_clip checkpoint or a transformers folder)")
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such CLIP checkpoint; pass --clip with an existing file or folder")
+        raise MissingFileError(f"{path}: no such CLIP checkpoint; pass --clip with an existing file or folder")
     if path.is_dir():
         from transformers import AutoTokenizer
 

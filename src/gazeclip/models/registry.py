@@ -34,6 +34,7 @@ from .gazeclip import GazeCLIP
 from .interface import Taxonomy
 from .saving import (CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_pretrained_meta,  # noqa: F401 (API)
                      read_pretrained_weights, save_pretrained)
+from ..errors import MissingFileError, UsageError
 
 ARCHITECTURES: dict[str, tuple[type[DFADModel], type]] = {
     "gazeclip": (GazeCLIP, GazeCLIPConfig),
@@ -50,7 +51,7 @@ def add_model_config(path: str | Path) -> None:
     A user file with a packaged model's name replaces it."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model config file or folder")
+        raise MissingFileError(f"{path}: no such model config file or folder")
     _EXTRA_CONFIGS.append(path)
 
 
@@ -79,14 +80,14 @@ def _load_spec(path) -> ModelSpec:
     allowed = {"name", "architecture", "description", "config"}
     extra = sorted(set(data) - allowed)
     if extra:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(extra)}; valid: {', '.join(sorted(allowed))}")
+        raise UsageError(f"{path}: unknown key(s) {', '.join(extra)}; valid: {', '.join(sorted(allowed))}")
     arch = data.get("architecture")
     if arch not in ARCHITECTURES:
-        raise ValueError(f"{path}: architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
+        raise UsageError(f"{path}: architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
     stem = Path(path.name).stem
     name = data.get("name", stem)
     if name != stem:
-        raise ValueError(f"{path}: name {name!r} must equal the file name {stem!r}")
+        raise UsageError(f"{path}: name {name!r} must equal the file name {stem!r}")
     return ModelSpec(name, arch, data.get("description", ""), dict(data.get("config") or {}), path)
 
 
@@ -126,7 +127,7 @@ def create_model(name: str, backbone: str | Backbone = "clip-b16-offline", taxon
     """Build a registered model on a backbone (a name, or a `Backbone` already built: its frozen
     towers are shared, not copied). `overrides` are config fields (see the package's `configs/models/*.yaml`)."""
     if taxonomy is None:
-        raise ValueError("create_model needs taxonomy= (the classes and families to attribute)")
+        raise UsageError("create_model needs taxonomy= (the classes and families to attribute)")
     spec = model_spec(name)
     config = model_config(name, **overrides)
     if not isinstance(backbone, Backbone):
@@ -145,7 +146,7 @@ def from_pretrained(path: str | Path, backbone: str | Backbone | None = None, cl
     meta = read_pretrained_meta(path)
     arch = meta["architecture"]
     if arch not in ARCHITECTURES:
-        raise ValueError(f"{path}: architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
+        raise UsageError(f"{path}: architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
     state = read_pretrained_weights(path, meta, map_location)
     model_cls, cfg_cls = ARCHITECTURES[arch]
     config = config_from_dict(cfg_cls, meta["config"], str(path / CONFIG_FILE))

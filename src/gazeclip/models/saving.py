@@ -8,6 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ..errors import MissingFileError, UsageError
+
 FORMAT = "gazeclip-model/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,7 +46,7 @@ def save_pretrained(model, path: str | Path, run_settings: dict | None = None) -
     from ..atomic import atomic_write_text
 
     if getattr(model, "inference_only", False):
-        raise ValueError(f"{model.model_name}: a copy prepared for inference (LoRA merged) cannot be saved; "
+        raise UsageError(f"{model.model_name}: a copy prepared for inference (LoRA merged) cannot be saved; "
                          "save the model before gazeclip.models.inference.prepare_for_inference")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ def read_pretrained_meta(path: str | Path) -> dict:
 
     cfg = Path(path) / CONFIG_FILE
     if not cfg.is_file():
-        raise FileNotFoundError(f"{cfg}: missing; not a saved gazeclip model folder")
+        raise MissingFileError(f"{cfg}: missing; not a saved gazeclip model folder")
     try:
         meta = json.loads(cfg.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -74,7 +76,7 @@ def read_pretrained_meta(path: str | Path) -> dict:
     if not isinstance(meta, dict):
         raise DamagedFileError(cfg, "not a JSON object")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a gazeclip model (format {meta.get('format')!r}, expected {FORMAT!r})")
+        raise UsageError(f"{path}: not a gazeclip model (format {meta.get('format')!r}, expected {FORMAT!r})")
     missing = [k for k in ("model", "architecture", "backbone", "config", "taxonomy") if k not in meta]
     if missing or not isinstance(meta["config"], dict) or not isinstance(meta["taxonomy"], dict):
         raise DamagedFileError(cfg, f"missing or malformed fields {missing or ['config', 'taxonomy']}")
@@ -91,7 +93,7 @@ def read_pretrained_weights(path: str | Path, meta: dict | None = None, map_loca
 
     weights = Path(path) / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: missing; the model folder is incomplete (train it again, or "
+        raise MissingFileError(f"{weights}: missing; the model folder is incomplete (train it again, or "
                                 "`gazeclip train --out RUN --resume`)")
     fix = "copy the run folder again, or retrain it"
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DamagedFileError
+from ..errors import DamagedFileError, UsageError
 from ..records import QUALITY_FIELDS
 from . import utils as U
 from .folder import read_calibration
@@ -61,7 +61,7 @@ def detection_threshold_from(is_fake: np.ndarray, p_fake: np.ndarray, rule: str 
     s = np.asarray(p_fake, dtype=np.float64)
     n_real, n_fake = int((~y).sum()), int(y.sum())
     if rule not in ("balanced", "fpr"):
-        raise ValueError(f"detection threshold rule {rule!r}: use balanced or fpr")
+        raise UsageError(f"detection threshold rule {rule!r}: use balanced or fpr")
     if n_real == 0 or n_fake == 0:
         t, used = DEFAULT_DETECTION_THRESHOLD, "fallback"
     else:
@@ -91,7 +91,7 @@ def abstain_limits_from(quality: np.ndarray, quantile: float = 0.005,
     ((N, QUALITY_FIELDS), NaN = not measured). A limit with no measured value stays None (off)."""
     unknown = sorted(set(rules) - set(ABSTAIN_RULES))
     if unknown:
-        raise ValueError(f"abstain rules {unknown}: use any of {', '.join(ABSTAIN_RULES)}")
+        raise UsageError(f"abstain rules {unknown}: use any of {', '.join(ABSTAIN_RULES)}")
     q = np.asarray(quality, np.float64).reshape(-1, len(QUALITY_FIELDS))
 
     def at(name: str, rule: str, upper: bool = False) -> float | None:

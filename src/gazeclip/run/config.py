@@ -20,6 +20,7 @@ from ..data.derived import DerivedSpec
 from ..data.perturb import PERTURBATIONS
 from ..data.selfblend import BLEND_REGIONS
 from .verdict import ABSTAIN_RULES
+from ..errors import UsageError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 SELECT_METRICS = ("val_score", "val_acc", "val_auc", "val_loss")
@@ -115,14 +116,14 @@ class TrainConfig:
         try:
             self.derived_spec()
         except ValueError as e:
-            raise ValueError(f"TrainConfig: {e}") from None
+            raise UsageError(f"TrainConfig: {e}") from None
         if not 0.0 <= self.robust_augment_p <= 1.0:
-            raise ValueError(f"TrainConfig: robust_augment_p={self.robust_augment_p} must lie in [0, 1]")
+            raise UsageError(f"TrainConfig: robust_augment_p={self.robust_augment_p} must lie in [0, 1]")
         bad = [r for r in self.abstain_rules if r not in ABSTAIN_RULES]
         if bad:
-            raise ValueError(f"TrainConfig: abstain_rules {bad} unknown; use any of {', '.join(ABSTAIN_RULES)}")
+            raise UsageError(f"TrainConfig: abstain_rules {bad} unknown; use any of {', '.join(ABSTAIN_RULES)}")
         if not 0.0 <= self.abstain_quantile < 0.5:
-            raise ValueError(f"TrainConfig: abstain_quantile={self.abstain_quantile} must be in [0, 0.5)")
+            raise UsageError(f"TrainConfig: abstain_quantile={self.abstain_quantile} must be in [0, 0.5)")
 
     def derived_spec(self) -> DerivedSpec:
         """The training items to render from the data folder (self-blends, perturbed copies)."""
@@ -144,9 +145,9 @@ class TrainConfig:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0][:100]})") from None
+            raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0][:100]})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a run config must be a YAML mapping of TrainConfig fields")
+            raise UsageError(f"{path}: a run config must be a YAML mapping of TrainConfig fields")
         return cls.from_dict(data, source=str(path))
 
     def replace(self, **kw) -> "TrainConfig":

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DamagedFileError, UnsafeFileError
+from ..errors import DamagedFileError, MissingFileError, UnsafeFileError, UsageError
 from ..models.interface import Taxonomy
 from .config import TrainConfig
 from .verdict import AbstainLimits
@@ -106,13 +106,13 @@ def taxonomy_from_json(d: Any, path: str | Path, fix: str | None = None) -> Taxo
         if not ok:
             raise TypeError("fields of the wrong type")
         if len(set(classes)) != len(classes) or len(set(families)) != len(families):
-            raise ValueError("a class or family is listed twice")
+            raise UsageError("a class or family is listed twice")
         missing = [c for c in classes if c not in cf or c not in ft]
         if missing:
-            raise ValueError(f"no family/forgery type for {missing[:3]}")
+            raise UsageError(f"no family/forgery type for {missing[:3]}")
         unknown = sorted({cf[c] for c in classes} - set(families))
         if unknown:
-            raise ValueError(f"families {unknown} are not in 'families'")
+            raise UsageError(f"families {unknown} are not in 'families'")
         return Taxonomy.from_dict(d)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DamagedFileError(path, f"not a valid taxonomy ({type(e).__name__}: {e})", fix) from None
@@ -239,7 +239,7 @@ def read_run_yaml(run_dir: str | Path) -> dict:
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a training run folder (no config.yaml); pass the --out of "
+        raise MissingFileError(f"{path}: not a training run folder (no config.yaml); pass the --out of "
                                 "`gazeclip train`")
     try:
         d = yaml.safe_load(path.read_text()) or {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DamagedFileError
+from ..errors import DamagedFileError, MissingFileError, UsageError
 from ..models.interface import Taxonomy
 from . import utils as U
 from .calibrate import abstain_of, load_calibration, require_calibration
@@ -80,13 +80,13 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     (`eval`, `gazeclip calibrate`), whose LoadedRun then has no thresholds until they do.
     """
     if runtime not in ("torch", "onnx"):
-        raise ValueError(f"runtime {runtime!r}: use torch or onnx")
+        raise UsageError(f"runtime {runtime!r}: use torch or onnx")
     run_dir = Path(run_dir)
     if runtime == "onnx":
         return _load_onnx_run(run_dir, device, precision)
     cfg = load_run_config(run_dir)
     if not (run_dir / "model").is_dir():
-        raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/); "
+        raise MissingFileError(f"{run_dir}: the run has no trained model yet (no model/); "
                                 "finish it with `gazeclip train --out RUN --resume`")
     tx_path = run_dir / "taxonomy.json"
     stored = read_taxonomy(tx_path) if tx_path.is_file() else None
@@ -97,7 +97,7 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     check_model_bound_settings(run_dir, cfg)  # after the digests: model/config.json is the original
     taxonomy = getattr(model, "taxonomy", None) or stored
     if taxonomy is None:
-        raise FileNotFoundError(f"{tx_path}: missing; finish the run with `gazeclip train --out RUN --resume`")
+        raise MissingFileError(f"{tx_path}: missing; finish the run with `gazeclip train --out RUN --resume`")
     if stored is not None and not same_taxonomy(stored, taxonomy):
         raise DamagedFileError(tx_path, "does not match the taxonomy stored with model/ (a reordered or edited list "
                                "would rename generators)", "restore it, or delete it to use the model's own")
@@ -115,7 +115,7 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
 def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
     """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel`."""
     if device not in ("auto", "cpu"):
-        raise ValueError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
+        raise UsageError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
     run_dir = find_export(run_dir)
     meta = read_export_meta(run_dir)
     for name in RUN_FILES:  # pinned by export.json: a changed taxonomy or threshold is refused

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..models.interface import Taxonomy
 from .config import TrainConfig
+from ..errors import MissingFileError, UsageError
 
 
 def create_run_model(cfg: TrainConfig, taxonomy: Taxonomy) -> nn.Module:
@@ -27,7 +28,7 @@ def create_run_model(cfg: TrainConfig, taxonomy: Taxonomy) -> nn.Module:
 def load_pretrained(model_dir: str | Path, clip: str | None = None) -> nn.Module:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"{model_dir}: no trained model; train first with `gazeclip train --out RUN`")
+        raise MissingFileError(f"{model_dir}: no trained model; train first with `gazeclip train --out RUN`")
     from ..models import from_pretrained
 
     return from_pretrained(model_dir, clip=clip)
@@ -37,7 +38,7 @@ def load_model_weights(model: nn.Module, model_dir: str | Path) -> None:
     """Load the trainable weights a `save_pretrained` folder holds into an existing model (no rebuild)."""
     model_dir = Path(model_dir)
     if not (model_dir / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{model_dir}: no saved weights (model.safetensors)")
+        raise MissingFileError(f"{model_dir}: no saved weights (model.safetensors)")
     from ..models.registry import read_pretrained_weights
 
     model.load_trainable_state_dict(read_pretrained_weights(model_dir))  # checked against its digest
@@ -133,7 +134,7 @@ def run_model(model: nn.Module, dataset, batch_size: int = 32, device: torch.dev
             n += len(batch)
     model.train(was_training)
     if not outs["p_fake"]:
-        raise ValueError("no items to run the model on")
+        raise UsageError("no items to run the model on")
     preds = Predictions(**{k: torch.cat(v).numpy() for k, v in outs.items()})
     return (preds, loss_sum / max(n, 1)) if with_loss else preds
 
@@ -157,6 +158,6 @@ def run_samples(model, samples, preprocess, batch_size: int = 32, device: torch.
         for k in outs:
             outs[k].append(getattr(out, k).float().cpu())
     if not outs["p_fake"]:
-        raise ValueError("no items to run the model on")
+        raise UsageError("no items to run the model on")
     return Predictions(**{k: torch.cat(v).numpy() for k, v in outs.items()})
 

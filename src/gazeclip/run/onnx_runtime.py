@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DamagedFileError
+from ..errors import DamagedFileError, GazeclipError, MissingFileError, UsageError
 from ..models.interface import Batch, ModelOutput
 
 FORMAT = "gazeclip-onnx/1"
@@ -80,10 +80,10 @@ class OnnxModel:
         folder = Path(folder)
         meta = read_export_meta(folder)
         if precision not in FILES:
-            raise ValueError(f"ONNX precision {precision!r}: use {' or '.join(FILES)}")
+            raise UsageError(f"ONNX precision {precision!r}: use {' or '.join(FILES)}")
         if precision not in meta["files"]:
             hint = " --int8" if precision == "int8" else ""
-            raise FileNotFoundError(f"{folder / FILES[precision]}: not exported; run "
+            raise MissingFileError(f"{folder / FILES[precision]}: not exported; run "
                                     f"`gazeclip export --run RUN --out {folder} --force{hint}`")
         path = verified_file(folder, meta, FILES[precision])
         self.folder, self.path, self.precision, self.meta = folder, path, precision, meta
@@ -104,7 +104,7 @@ class OnnxModel:
 
     def train(self, mode: bool = True) -> "OnnxModel":
         if mode:
-            raise RuntimeError(f"{self.path}: an ONNX model cannot be trained")
+            raise GazeclipError(f"{self.path}: an ONNX model cannot be trained")
         return self
 
     def to(self, *args, **kwargs) -> "OnnxModel":
@@ -116,7 +116,7 @@ class OnnxModel:
 
     def __call__(self, batch: Batch) -> ModelOutput:
         if batch.pixel_values is None:
-            raise ValueError("the ONNX model needs pixel_values (it has no frozen-prefix input)")
+            raise UsageError("the ONNX model needs pixel_values (it has no frozen-prefix input)")
 
         def f32(t):
             return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
@@ -157,7 +157,7 @@ def read_export_meta(folder: str | Path) -> dict:
     folder = Path(folder)
     p = folder / "export.json"
     if not p.is_file():
-        raise FileNotFoundError(f"{folder}: not an ONNX export (no export.json); make one with "
+        raise MissingFileError(f"{folder}: not an ONNX export (no export.json); make one with "
                                 f"`gazeclip export --run RUN --out {folder}`")
     meta = read_json_file(p, export_fix(folder))
     if not isinstance(meta, dict):
@@ -188,7 +188,7 @@ def find_export(run_dir: str | Path) -> Path:
     for d in (run_dir, run_dir / "export"):
         if (d / "export.json").is_file():
             return d
-    raise FileNotFoundError(f"{run_dir}: no ONNX export here or in {run_dir / 'export'}; make one with "
+    raise MissingFileError(f"{run_dir}: no ONNX export here or in {run_dir / 'export'}; make one with "
                             f"`gazeclip export --run {run_dir} --out {run_dir / 'export'} [--int8]`")
 
 
@@ -198,6 +198,6 @@ def resolve_onnx_precision(folder: Path, precision: str | None, meta: dict | Non
     if precision in (None, "auto"):
         return (meta or read_export_meta(folder))["default_precision"]
     if precision not in FILES:
-        raise ValueError(f"precision {precision!r} with runtime onnx: use auto, fp32 or int8 "
+        raise UsageError(f"precision {precision!r} with runtime onnx: use auto, fp32 or int8 "
                          "(bf16 is for the torch runtime)")
     return precision

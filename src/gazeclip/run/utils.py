@@ -14,6 +14,7 @@ import torch
 from .. import safejson
 from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (the engine's writers)
 from .config import PRECISIONS  # the run config's choices of `precision`
+from ..errors import GazeclipError, UsageError
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -47,7 +48,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
             else torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name}: CUDA is not available here; use --device cpu")
+        raise GazeclipError(f"--device {name}: CUDA is not available here; use --device cpu")
     return torch.device(name)
 
 
@@ -71,14 +72,14 @@ def autocast_dtype(precision: str, device: torch.device, inference: bool = False
     CPUs with native bf16 (AMX / AVX512-BF16, `cpu_native_bf16`); fp32 elsewhere. Training on a
     CPU keeps fp32 under auto (bf16 only when asked)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return None
     has_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if precision == "bf16":
         if device.type == "cpu" or has_bf16:
             return torch.bfloat16
-        raise RuntimeError(f"precision bf16: device {device} has no bf16; use --precision fp32")
+        raise GazeclipError(f"precision bf16: device {device} has no bf16; use --precision fp32")
     if device.type == "cpu" and inference and cpu_native_bf16():
         return torch.bfloat16
     return torch.bfloat16 if has_bf16 else None

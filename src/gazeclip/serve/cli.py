@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .app import DEFAULT_MAX_PENDING, DEFAULT_MAX_UPLOAD_MB
 
@@ -30,11 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.detector import load
     from .app import create_app
 
-    try:
-        det = load(args.run, args.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip serve: {e}", file=sys.stderr)
-        return 1
+    det = load(args.run, args.device)
     import uvicorn
 
     budget = int(args.max_megapixels_in_flight * 1e6) if args.max_megapixels_in_flight else None

@@ -93,18 +93,14 @@ def run(args: argparse.Namespace) -> int:
     from .trainer import train
 
     data = args.data
-    try:
-        cfg = resolve_config(args)
-        if args.resume and data is None and (Path(args.out) / "config.yaml").is_file():
-            data = read_run_yaml(args.out).get("data")
-            cfg = load_run_config(args.out).replace(progress=cfg.progress)
-        if data is None:
-            print("gazeclip train: --data DIR is required (a folder with manifest.csv)", file=sys.stderr)
-            return 2
-        res = train(cfg, data, args.out, resume=args.resume)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        print(f"gazeclip train: {e}", file=sys.stderr)
-        return 1
+    cfg = resolve_config(args)
+    if args.resume and data is None and (Path(args.out) / "config.yaml").is_file():
+        data = read_run_yaml(args.out).get("data")
+        cfg = load_run_config(args.out).replace(progress=cfg.progress)
+    if data is None:
+        print("gazeclip train: --data DIR is required (a folder with manifest.csv)", file=sys.stderr)
+        return 2
+    res = train(cfg, data, args.out, resume=args.resume)
     from ..run.utils import is_main
 
     if is_main():

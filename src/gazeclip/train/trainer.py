@@ -44,6 +44,7 @@ from ..run.modeling import (create_run_model, fill_pending, load_model_weights, 
                        trainable_names, trainable_state)
 from ..run.folder import (CHECKPOINT_FIX, load_run_config, clean_stale, load_checkpoint, model_bound_settings,
                         read_taxonomy, rng_state, same_taxonomy, save_model, set_rng_state)
+from ..errors import OutputExistsError, UsageError
 
 
 class Interrupted(SystemExit):
@@ -156,7 +157,7 @@ def _start_processes(cfg: TrainConfig) -> _Procs:
     distributed = U.init_distributed(device)
     rank, world, _ = U.dist_env()
     if cfg.batch_size % world:
-        raise ValueError(f"--batch-size {cfg.batch_size} is not divisible by {world} processes; "
+        raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by {world} processes; "
                          "use a multiple of --nproc_per_node")
     return _Procs(device, distributed, rank, world)
 
@@ -168,7 +169,7 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, procs: _Proc
     if procs.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume and (run_dir / "config.yaml").exists():
-            raise FileExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or choose "
+            raise OutputExistsError(f"{run_dir}: already holds a run; pass --resume to continue it or choose "
                                   "another --out")
         stale = clean_stale(run_dir)  # temp files and half-saved models of a killed run
         if stale:
@@ -209,7 +210,7 @@ def _read_labels(cfg: TrainConfig, data_dir: Path, run_dir: Path, resume: bool) 
     train_rows = select_rows(rows, protocol, "train")
     val_rows = select_rows(rows, protocol, "val")
     if not train_rows or not val_rows:
-        raise ValueError(f"{data_dir}/manifest.csv: protocol {protocol.name} has {len(train_rows)} train and "
+        raise UsageError(f"{data_dir}/manifest.csv: protocol {protocol.name} has {len(train_rows)} train and "
                          f"{len(val_rows)} val rows; both must be non-empty")
     return _Labels(taxonomy, protocol.name, {r.cls: r.family for r in rows}, train_rows, val_rows)
 

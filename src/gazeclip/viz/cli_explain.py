@@ -3,7 +3,6 @@ class on the image tower, overlaid on the face (the paper's Figure 6)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,11 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from ..run.loader import load_run
     from .explain import explain
 
-    try:
-        r = load_run(args.run, args.device)
-        info = explain(r, args.image, args.out, args.face, args.block, args.target)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip explain: {e}", file=sys.stderr)
-        return 1
+    r = load_run(args.run, args.device)
+    info = explain(r, args.image, args.out, args.face, args.block, args.target)
     print(f"{info['path']}: {info['class']} ({info['prob']:.2f}), p_fake {info['p_fake']:.3f} -> {info['out']}")
     return 0

@@ -4,7 +4,6 @@ split, coloured by generator; seen classes as dots, unseen generators as triangl
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +55,9 @@ def tsne_png(emb: np.ndarray, classes: list[str], seen: set[str], out, perplexit
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.compare import run_eval_data
 
-    try:
-        d, meta, _ = run_eval_data(Path(args.run), Path(args.data), args.protocol, args.device, not args.quiet)
-        tsne_png(d.embedding, d.classes, set(d.train_classes), args.out, args.perplexity, args.seed,
-                 title=f"{Path(args.run).name}: {meta.get('model')} on {meta.get('protocol')} test "
-                       f"(n = {len(d.classes)})")
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"gazeclip tsne: {e}", file=sys.stderr)
-        return 1
+    d, meta, _ = run_eval_data(Path(args.run), Path(args.data), args.protocol, args.device, not args.quiet)
+    tsne_png(d.embedding, d.classes, set(d.train_classes), args.out, args.perplexity, args.seed,
+             title=f"{Path(args.run).name}: {meta.get('model')} on {meta.get('protocol')} test "
+                   f"(n = {len(d.classes)})")
     print(f"wrote {args.out}")
     return 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsageError
+
 
 def _cam_of(run, arr: tuple, n_faces: int, label: str, block: int = -2, target: int | None = None):
     """Grad-CAM of one face's arrays (data.dataset.face_arrays' tuple) through the run's model."""
@@ -65,10 +67,10 @@ def explain(run, image: str, out: str, face: int = 0, block: int = -2, target: s
     source = FaceGazeSource(run.cfg.faces, run.cfg.gaze_estimator, None, run.gaze_dim)
     res = source.analyze([image])[0]
     if res.error:
-        raise ValueError(res.error)
+        raise UsageError(res.error)
     if res.faces:
         if face >= len(res.faces):
-            raise ValueError(f"{image}: has {len(res.faces)} face(s); --face {face} does not exist")
+            raise UsageError(f"{image}: has {len(res.faces)} face(s); --face {face} does not exist")
         fg = res.faces[face]
         arr = face_arrays(fg, size, source.gaze_dim)
         display, note = fg.face.clip_crop, f"face {face} of {len(res.faces)}"
@@ -83,7 +85,7 @@ def explain(run, image: str, out: str, face: int = 0, block: int = -2, target: s
     t = None
     if target is not None:
         if target not in classes:
-            raise ValueError(f"--target {target!r} is not a class of this run: {', '.join(classes)}")
+            raise UsageError(f"--target {target!r} is not a class of this run: {', '.join(classes)}")
         t = classes.index(target)
     cam = _cam_of(run, arr, len(res.faces), image, block, t)
     overlay_png(display, cam, classes, out, title=f"{image.split('/')[-1]}: {note}; p_fake {cam.p_fake:.3f}")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
+
 ONNX_NAME = "clip_encoder.int8.onnx"
 VISION_DIR = "vision"
 
@@ -83,7 +85,7 @@ def read_quant_linears(model) -> list[QuantLinear]:
         elif mul.output[0] == "image_embeds":
             module = "visual_projection"
         else:
-            raise ValueError(f"cannot name the module of {node.name}: no bias and not the projection")
+            raise UsageError(f"cannot name the module of {node.name}: no bias and not the projection")
         out.append(QuantLinear(module, node.name, input_name, weight, mul.output[0]))
     return out
 
@@ -113,7 +115,7 @@ def load_vision_model(folder: Path):
     # position_ids is a non-persistent buffer in recent transformers; anything else is an error.
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise ValueError(f"{folder}: converted CLIP does not match the model: missing={missing} "
+        raise UsageError(f"{folder}: converted CLIP does not match the model: missing={missing} "
                          f"unexpected={unexpected}; run `gazeclip weights pull --force`")
     return model.eval()
 

