@@ -245,6 +245,8 @@ def test_bf16_predict_parity_on_real_photos(real_weights, tmp_path):
     _model("clip-b16-offline", seed=1, std=0.02).save_pretrained(run / "model")
     (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(model="gazeclip").to_dict()))
     atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(TX))
+    # every run has one (an uncalibrated run is refused); its values do not enter this parity check
+    atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.5, "detection_threshold": 0.5})
     recs = {}
     for prec in ("fp32", "bf16"):
         r = load_run(run, "cpu", precision=prec)
