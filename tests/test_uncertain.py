@@ -121,7 +121,7 @@ def test_training_stores_limits_from_its_validation_faces_and_predict_applies_th
     assert m["uncertain"] == sum(c["uncertain"] for c in m["per_class"].values())
 
 
-def test_eval_adds_limits_to_a_run_calibrated_before_them(trained, tmp_path, capsys):
+def test_calibrate_adds_limits_to_a_run_calibrated_before_them(trained, tmp_path, capsys):
     import shutil
 
     data, run = trained
@@ -130,9 +130,9 @@ def test_eval_adds_limits_to_a_run_calibrated_before_them(trained, tmp_path, cap
     cal = json.loads((old / "calibration.json").read_text())
     del cal["abstain"]
     atomic_write_json(old / "calibration.json", {**cal, "version": 2})
-    with pytest.raises(gazeclip.errors.StaleRunError):
+    with pytest.raises(gazeclip.errors.DamagedFileError, match="gazeclip calibrate --run"):
         gazeclip.load(old)
-    assert main(["eval", "--run", str(old), "--data", str(data), "--quiet"]) == 0  # the fix the error names
+    assert main(["calibrate", "--run", str(old), "--data", str(data), "--quiet"]) == 0  # the fix the error names
     assert json.loads((old / "calibration.json").read_text())["abstain"] == \
         json.loads((run / "calibration.json").read_text())["abstain"]
     gazeclip.load(old)
