@@ -9,7 +9,7 @@ import pytest
 
 from gazeclip.experiment.runner import grid, load_experiment, run_experiment
 
-CONFIG = Path(__file__).resolve().parents[1] / "src" / "gazeclip" / "configs" / "experiments" / "tiny.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "src" / "gazeclip" / "configs" / "experiments" / "tiny.yaml"
 
 
 def test_config_checks_and_seed_major_grid(tmp_path):

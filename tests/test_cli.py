@@ -8,21 +8,14 @@ from pathlib import Path
 import pytest
 
 from gazeclip.cli import main
-from gazeclip.data.synthetic import make_synthetic_dataset
 from gazeclip.evaluation.metrics import HEADLINE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cli")
-    data = make_synthetic_dataset(tmp / "data", n_train=6, n_val=3, n_test=4)
-    run = tmp / "run"
-    rc = main(["train", "--config", "tiny", "--data", str(data), "--out", str(run),
-               "--epochs", "2", "--seed", "1", "--set", "hflip=0.25"])
-    assert rc == 0
-    return data, run
+def trained(synthetic_data, trained_run):
+    return synthetic_data, trained_run
 
 
 def test_resolved_config_saved_and_resume_of_finished_run(trained):

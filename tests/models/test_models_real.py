@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gazeclip.models import create_model
-from test_models import TAX, make_batch
+from helpers import TAX, make_batch
 
 
 @pytest.mark.real

@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gazeclip.data.synthetic import make_synthetic_dataset
 from gazeclip.run.config import TrainConfig
 from gazeclip.train.trainer import Interrupted, train
-
-
-@pytest.fixture(scope="module")
-def syn(tmp_path_factory) -> Path:
-    # 3 train classes x 8 = 24 train items: divisible by the batch (8) and by 2 processes
-    return make_synthetic_dataset(tmp_path_factory.mktemp("syn"), n_train=8, n_val=4, n_test=4)
 
 
 def cfg(**kw) -> TrainConfig:
@@ -34,8 +27,8 @@ def final_weights(run: Path) -> dict:
     return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
 
 
-def test_train_reduces_loss_and_writes_run(syn, tmp_path):
-    res = train(cfg(epochs=4, model_overrides={}), syn, tmp_path / "run")
+def test_train_reduces_loss_and_writes_run(synthetic_data, tmp_path):
+    res = train(cfg(epochs=4, model_overrides={}), synthetic_data, tmp_path / "run")
     losses = [h["train_loss"] for h in res.history]
     assert losses[-1] < losses[0], losses
     run = tmp_path / "run"
@@ -44,18 +37,18 @@ def test_train_reduces_loss_and_writes_run(syn, tmp_path):
         assert (run / f).exists(), f
     assert len((run / "log.csv").read_text().strip().splitlines()) == 1 + len(res.history)
     with pytest.raises(FileExistsError):  # a finished run is never overwritten
-        train(cfg(epochs=1), syn, run)
+        train(cfg(epochs=1), synthetic_data, run)
     # the feature cache was filled and used: one .npz per train/val crop
-    assert len(list((syn / ".cache" / "features").rglob("*.npz"))) >= 36
+    assert len(list((synthetic_data / ".cache" / "features").rglob("*.npz"))) >= 36
 
 
-def test_resume_after_interrupt_equals_uninterrupted(syn, tmp_path):
+def test_resume_after_interrupt_equals_uninterrupted(synthetic_data, tmp_path):
     # augmentation on: flipped items bypass the cache and must still replay identically
     c = cfg(checkpoint_every=2, hflip=0.5)
-    train(c, syn, tmp_path / "full")
+    train(c, synthetic_data, tmp_path / "full")
     with pytest.raises(Interrupted):  # killed at step 5 (of 6); the last checkpoint is at step 4
-        train(c.replace(interrupt_after_steps=5), syn, tmp_path / "cut")
-    train(c, syn, tmp_path / "cut", resume=True)
+        train(c.replace(interrupt_after_steps=5), synthetic_data, tmp_path / "cut")
+    train(c, synthetic_data, tmp_path / "cut", resume=True)
     a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
     assert a.keys() == b.keys() and a
     for k in a:
@@ -71,10 +64,10 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_single(syn, tmp_path):
+def test_ddp_two_processes_match_single(synthetic_data, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     assert torchrun, "torchrun not found next to the interpreter"
-    args = ["train", "--model", "gazeclip", "--backbone", "tiny-random", "--data", str(syn), "--protocol", "P2",
+    args = ["train", "--model", "gazeclip", "--backbone", "tiny-random", "--data", str(synthetic_data), "--protocol", "P2",
             "--epochs", "2", "--batch-size", "8", "--lr", "3e-3", "--faces", "none", "--quiet",
             "--set", "patience=0", "--set", "warmup_epochs=0.5", "--model-arg", "loss_contrastive=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

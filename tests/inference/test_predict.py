@@ -6,37 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
-from gazeclip.run.config import TrainConfig
-from gazeclip.train.trainer import taxonomy_to_dict
 from gazeclip.run.utils import atomic_write_json
-from gazeclip.models.interface import Taxonomy
+from helpers import calibration, make_run
 
 FACE_KEYS = {"path", "face", "p_fake", "generator", "generator_prob", "family", "unknown_generator", "gaze", "box",
              "head", "verdict", "reason"}
-
-
-def calibration(detection_threshold: float = 0.5, **abstain) -> dict:
-    """A hand-made calibration.json record (version 3); abstain limits off unless given."""
-    return {"version": 3, "unknown_threshold": 0.99, "quantile": 0.05, "detection_threshold": detection_threshold,
-            "abstain": abstain}
-
-
-def make_run(run: Path, faces: str = "detect", **abstain) -> Taxonomy:
-    """A run folder holding an (untrained) tiny model: what `gazeclip train` leaves, minus training
-    (abstain limits off unless given, e.g. min_face_px=64)."""
-    from gazeclip.models import create_model
-
-    tx = Taxonomy(("real", "gan-a", "diff-a"), {"real": "real", "gan-a": "gan", "diff-a": "diffusion"},
-                  {"real": "real", "gan-a": "entire-synthesis", "diff-a": "entire-synthesis"},
-                  ("real", "diffusion", "gan"))
-    create_model("gazeclip", backbone="tiny-random", taxonomy=tx).save_pretrained(run / "model")
-    c = TrainConfig(model="gazeclip", backbone="tiny-random", faces=faces)
-    (run / "config.yaml").write_text(yaml.safe_dump(c.to_dict()))
-    atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
-    atomic_write_json(run / "calibration.json", calibration(**abstain))
-    return tx
 
 
 @pytest.mark.real

@@ -11,33 +11,9 @@ import torch
 
 from gazeclip.models import create_model, from_pretrained, list_models, model_config
 from gazeclip.models.config import GazeCLIPConfig, LinearProbeConfig, PromptConfig, ZeroShotConfig
-from gazeclip.models.interface import REGIONS, Batch, ModelOutput, Taxonomy
+from gazeclip.models.interface import Batch, ModelOutput
 from gazeclip.models.vpe import region_weights
-
-TAX = Taxonomy(
-    classes=("real", "stylegan2", "ddpm", "simswap"),
-    class_family={"real": "real", "stylegan2": "gan", "ddpm": "diffusion", "simswap": "identity_swap"},
-    class_forgery_type={"real": "real", "stylegan2": "entire_synthesis", "ddpm": "entire_synthesis",
-                        "simswap": "identity_swap"},
-    families=("real", "gan", "diffusion", "identity_swap", "flow"),
-)
-
-
-def make_batch(b: int, seed: int = 0, gaze_dim: int = 512) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    lo = torch.rand(b, len(REGIONS), 2, generator=g) * 0.6
-    boxes = torch.cat([lo, lo + 0.05 + torch.rand(b, len(REGIONS), 2, generator=g) * 0.35], -1)
-    labels = torch.arange(b) % len(TAX.classes)
-    valid = torch.ones(b, dtype=torch.bool)
-    if b > 1:
-        valid[-1] = False  # a face without gaze: zeros, and the model must cope
-    vec = torch.nn.functional.normalize(torch.randn(b, 3, generator=g), dim=-1) * valid[:, None]
-    return Batch(pixel_values=torch.randn(b, 3, 32, 32, generator=g), gaze_vector=vec,
-                 gaze_pitchyaw=torch.randn(b, 2, generator=g) * 0.3 * valid[:, None],
-                 gaze_features=torch.randn(b, gaze_dim, generator=g) * valid[:, None],
-                 gaze_valid=valid, region_boxes=boxes, labels=labels,
-                 family=torch.tensor([TAX.family_index(TAX.classes[i]) for i in labels]),
-                 is_fake=(labels > 0).float())
+from helpers import TAX, make_batch
 
 
 def _count(model, pred) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import cv2
 import numpy as np
 import pytest
 
@@ -13,20 +12,7 @@ import gazeclip
 from gazeclip.cli import main
 from gazeclip.inference.video import IoUTracker, VideoOptions, box_iou, summarize_tracks, topk_mean
 from gazeclip.faces.video import VideoInfo, VideoReadError, iter_frames, probe, sample_indices
-from test_predict import make_run
-
-
-def write_video(path, n: int = 20, fps: float = 10.0, size=(64, 48), seed: int = 0):
-    """A small mp4 (OpenCV's mp4v encoder): frame k is a flat colour that changes with k."""
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    assert w.isOpened()
-    rng = np.random.default_rng(seed)
-    for k in range(n):
-        frame = np.full((size[1], size[0], 3), (10 * k % 255, 80, 200 - 5 * k % 200), np.uint8)
-        frame[:8, :8] = rng.integers(0, 255, (8, 8, 3))
-        w.write(frame)
-    w.release()
-    return path
+from helpers import make_run, write_video
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,10 @@ pytest.importorskip("httpx")
 import gazeclip  # noqa: E402
 from gazeclip.faces.io import inspect_image  # noqa: E402
 from gazeclip.serve.app import create_app  # noqa: E402
-from test_predict import make_run  # noqa: E402
-from test_security_decode import eps_bytes, scan_bomb  # noqa: E402
+from helpers import make_run  # noqa: E402
+from helpers import eps_bytes, scan_bomb  # noqa: E402
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def png(side: int, colour=(90, 140, 200)) -> bytes:

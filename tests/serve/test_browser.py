@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_predict import make_run
+from helpers import make_run
 
 
 def _browser() -> tuple[str, str]:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from gazeclip.cli import main
-from test_predict import make_run
+from helpers import make_run
 
 
 @pytest.fixture(scope="module")

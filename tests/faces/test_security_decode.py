@@ -18,14 +18,9 @@ import pytest
 from PIL import Image
 
 from gazeclip.faces.io import MAX_JPEG_SCANS, ImageReadError, decode_image, inspect_image, jpeg_scans
+from helpers import encode, eps_bytes, scan_bomb
 
 RNG = np.random.default_rng(23)
-
-
-def encode(arr: np.ndarray, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 def photo(h: int = 256, w: int = 320) -> np.ndarray:
@@ -41,19 +36,6 @@ def refused(data: bytes, name: str) -> ImageReadError:
     msg = str(e.value)
     assert msg.startswith(f"{name}: cannot read image: ") and "\n" not in msg and ";" in msg  # the file, the fix
     return e.value
-
-
-def eps_bytes() -> bytes:
-    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"
-
-
-def scan_bomb(side: int = 1024, scans: int = 2000) -> bytes:
-    """A progressive JPEG whose first (DC) scan is repeated `scans` times with no data: each costs
-    libjpeg a pass over every block."""
-    p = encode(np.full((side, side, 3), 120, np.uint8), "JPEG", progressive=True, quality=80)
-    s = p.find(b"\xff\xda")
-    sos = p[s:s + 2 + struct.unpack(">H", p[s + 2:s + 4])[0]]
-    return p[:p.rfind(b"\xff\xd9")] + (sos + b"\x00") * scans + b"\xff\xd9"
 
 
 # ---------------------------------------------------------------- 1. formats: by magic, no external program
@@ -173,10 +155,10 @@ def test_16bit_colour_png_is_turned_upright(orientation, alpha):
 
 # ---------------------------------------------------------------- a batch reports each and goes on
 def test_predict_batch_reports_each_bad_file_and_goes_on(tmp_path, capsys):
-    from test_hardening import make_run, predict_json
+    from helpers import make_run, predict_json
 
     run = tmp_path / "run"
-    make_run(run)
+    make_run(run, faces="none", unknown_threshold=0.5)
     good = encode(photo(40, 48), "PNG")
     data = encode(photo(), "JPEG")
     files = {"a.png": good, "drawing.eps": eps_bytes(), "bomb.jpg": scan_bomb(256, 200),

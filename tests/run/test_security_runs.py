@@ -17,7 +17,7 @@ import yaml
 
 from gazeclip.cli import main
 from gazeclip.data.synthetic import make_synthetic_dataset
-from test_hardening import images, predict_json  # noqa: F401 (fixture)
+from helpers import predict_json  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 
 import gazeclip
 from gazeclip.cli import main
-from test_predict import make_run
+from helpers import make_run
 
 
 @pytest.fixture(scope="module")

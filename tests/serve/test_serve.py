@@ -20,7 +20,7 @@ pytest.importorskip("httpx")
 import gazeclip  # noqa: E402
 from gazeclip.cli import main  # noqa: E402
 from gazeclip.serve.app import create_app  # noqa: E402
-from test_predict import make_run  # noqa: E402
+from helpers import make_run  # noqa: E402
 
 
 def png(seed: int, size=(40, 32)) -> bytes:

@@ -21,7 +21,7 @@ from gazeclip.records import QUALITY_FIELDS
 from gazeclip.run.calibrate import abstain_limits_from
 from gazeclip.run.utils import atomic_write_json
 from gazeclip.run.verdict import AbstainLimits, decide
-from test_predict import calibration, make_run
+from helpers import calibration, make_run
 
 CLASSES, FAMILIES = ("real", "gan-a", "diff-a"), ("real", "diffusion", "gan")
 # hand-set limits of the tiny test runs (an untrained model has no validation faces to take them from)

@@ -14,8 +14,8 @@ import pytest
 
 from gazeclip.cli import main
 from gazeclip.faces.video import FrameReader, VideoInfo, probe, sample_indices
-from test_predict import make_run
-from test_video import write_video
+from helpers import make_run
+from helpers import write_video
 
 
 def boxes(data: bytes, start: int = 0, end: int | None = None):

