@@ -270,6 +270,7 @@ def _load_data(cfg: TrainConfig, labels: _Labels, model: nn.Module, data_dir: Pa
               + (f"feature cache {cache.dir} ({n_new} computed here)" if cache else "no feature cache")
               + (f"; {procs.world} processes" if procs.world > 1 else "")
               + (f"; {len(extra.blends)} self-blends" if cfg.self_blend else "")
+              + (f" ({len(extra.skipped)} real photos without one)" if extra.skipped else "")
               + (f"; {len(extra.copies)} perturbed copies (p {cfg.robust_augment_p})" if extra.copies else ""),
               flush=True)
     train_ds = FaceDataset(train_s, labels.taxonomy, preprocess, cache, Augment(cfg.hflip, cfg.color_jitter), cfg.seed,
