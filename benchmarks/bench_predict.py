@@ -73,7 +73,9 @@ def make_run(tmp: Path, backbone: str) -> Path:
     create_model("gazeclip", backbone=backbone, taxonomy=tx).save_pretrained(run / "model")
     (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(model="gazeclip", backbone=backbone).to_dict()))
     atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
-    atomic_write_json(run / "calibration.json", {"unknown_threshold": 0.5, "quantile": 0.05})
+    # thresholds as a trained run has them (calibration version 3; no abstain limits: every face judged)
+    atomic_write_json(run / "calibration.json", {"version": 3, "unknown_threshold": 0.5, "quantile": 0.05,
+                                                 "detection_threshold": 0.5, "abstain": {}})
     return run
 
 

@@ -61,9 +61,6 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     try:
         run = Path(args.run) if args.run else make_run(tmp, args.backbone)
-        if not args.run:  # thresholds as a trained run has them (calibration version 2)
-            (run / "calibration.json").write_text(json.dumps({"version": 2, "unknown_threshold": 0.5, "quantile": 0.05,
-                                                              "detection_threshold": 0.5}))
         files = tmp / "files"
         files.mkdir()
         for i in range(args.n):
