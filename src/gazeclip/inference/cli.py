@@ -1,6 +1,7 @@
-"""`gazeclip predict PATH... --run RUN [--json | --csv OUT]`: faces, p_fake, generator, gaze;
-images, folders and videos.
+"""`gazeclip predict PATH... [--run RUN] [--json | --csv OUT]`: faces, p_fake, generator, gaze;
+images, folders and videos; without --run, with the reference model packaged with gazeclip.
 
+    gazeclip predict photo.jpg
     gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
     gazeclip predict folder/ --run runs/gazeclip-p2/export --runtime onnx --precision int8 --json
     {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "verdict": "real", "generator": null,
@@ -31,7 +32,8 @@ CSV_COLUMNS = ["path", "face", "p_fake", "verdict", "generator", "generator_prob
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
-    p.add_argument("--run", required=True, help="run folder written by `gazeclip train`")
+    p.add_argument("--run", help="run folder written by `gazeclip train` (default: the reference model packaged "
+                                 "with gazeclip, see `gazeclip reference show`)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     g.add_argument("--csv", metavar="OUT", help="write a CSV file")
