@@ -197,3 +197,40 @@ def test_pack_refusals_leave_the_packaged_reference_as_it_was_and_a_repack_repla
     assert again.name == "tiny-ref-2"
     assert again.files == read_pin(root).files  # the same run packs to the same bytes (reproducible pins)
     assert sorted(p.name for p in copy.iterdir()) == [PIN_FILE, "tiny-ref-2"]
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_gazeclip_fits_the_size_limit_and_predicts_a_photo(real_weights, tmp_path, monkeypatch, capsys):
+    """GazeCLIP on the pulled CLIP ViT-B/16 (faces detected, gaze estimated): its trainable weights
+    in float16 fit the package's 25 MB, and `predict PHOTO` without --run gives the record of the
+    fp32 folder. (An untrained model: the weights are the real model's size, not a trained one's.)"""
+    import yaml
+
+    from gazeclip.models import create_model
+    from gazeclip.models.interface import Taxonomy
+    from gazeclip.run.config import TrainConfig
+    from gazeclip.run.utils import atomic_write_json
+    from gazeclip.train.trainer import taxonomy_to_dict
+    from gazeclip.weights import asset_path
+
+    tx = Taxonomy(("real", "gan-a", "diff-a"), {"real": "real", "gan-a": "gan", "diff-a": "diffusion"},
+                  {"real": "real", "gan-a": "entire-synthesis", "diff-a": "entire-synthesis"},
+                  ("real", "diffusion", "gan"))
+    run = tmp_path / "run"
+    create_model("gazeclip", backbone="clip-b16-offline", taxonomy=tx).save_pretrained(run / "model")
+    (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(model="gazeclip", faces="detect").to_dict()))
+    atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
+    atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.99, "quantile": 0.05,
+                                                 "detection_threshold": 0.5})
+    photo = str(asset_path("photo-astronaut"))
+    root = tmp_path / "ref"
+    assert main(["reference", "pack", "--run", str(run), "--name", "b16", "--root", str(root), "--images", photo]) == 0
+    print(capsys.readouterr().out)
+    pin = read_pin(root)
+    assert pin.size <= 25e6 and pin.backbone == "clip-b16-offline" and pin.parity["n_faces"] == 1
+    monkeypatch.setenv(ENV, str(root))
+    (a,) = _records(capsys, [photo])
+    (b,) = _records(capsys, [photo, "--run", str(run)])
+    assert a["box"] == b["box"] and a["gaze"] == b["gaze"] and abs(a["p_fake"] - b["p_fake"]) <= TOL
+    print(f"packed {pin.size / 1e6:.2f} MB; predict |Δp_fake| {abs(a['p_fake'] - b['p_fake']):.2e}")
