@@ -199,6 +199,37 @@ def test_pack_refusals_leave_the_packaged_reference_as_it_was_and_a_repack_repla
     assert sorted(p.name for p in copy.iterdir()) == [PIN_FILE, "tiny-ref-2"]
 
 
+def test_model_card_figures_are_written_from_an_evaluation(packed, tmp_path, capsys):
+    """`gazeclip reference card` fills the card's figures section from eval + robustness outputs,
+    leaves the rest of the card as it was, and gives the same section when run again."""
+    from gazeclip.evaluation.card import BEGIN, END
+
+    data, run, _ = packed
+    ev, rob = tmp_path / "eval", tmp_path / "rob"
+    assert main(["eval", "--run", str(run), "--data", str(data), "--out", str(ev), "--quiet"]) == 0
+    assert main(["robustness", "--run", str(run), "--data", str(data), "--out", str(rob), "--perturbations", "jpeg",
+                 "--max-items", "10", "--quiet"]) == 0
+    text = (ROOT / "docs" / "model-card.md").read_text()
+    card = tmp_path / "card.md"
+    card.write_text(text)
+    cmd = ["reference", "card", "--eval", str(ev), "--eval", f"clip-lora={ev}", "--robustness", str(rob),
+           "--card", str(card), "--n-boot", "50"]
+    assert main(cmd) == 0
+    new = card.read_text()
+    assert new.startswith(text.split(BEGIN)[0]) and new.endswith(text.split(END)[1])
+    section = new[new.index(BEGIN):new.index(END)]
+    m = json.loads((ev / "metrics.json").read_text())
+    assert f"n = {m['n_test']} test faces, {m['n_real']} real" in section and "TODO" not in section
+    assert f"({round(m['fpr_real_at_threshold'] * m['n_real'])}/{m['n_real']})" in section  # count and n
+    g, r = next(iter(m["per_generator"].items()))
+    assert f"| {g} |" in section and f"({round(r['called_fake'] * r['n'])}/{r['n']})" in section
+    assert "| jpeg | 70 |" in section and "| reference | clip-lora |" in section
+    assert main(cmd) == 0 and card.read_text() == new  # the same inputs give the same card
+    capsys.readouterr()
+    assert main(["reference", "card", "--eval", str(tmp_path / "none"), "--card", str(card)]) == 1
+    assert "gazeclip eval" in capsys.readouterr().err
+
+
 @pytest.mark.real
 @pytest.mark.slow
 def test_real_gazeclip_fits_the_size_limit_and_predicts_a_photo(real_weights, tmp_path, monkeypatch, capsys):

@@ -102,7 +102,9 @@ def _headline(e: EvalFigures, n_boot: int) -> dict[str, str]:
     auc_cell = _pct(auc)
     if e.classes is not None and auc is not None:
         lo, hi = auc_interval(e.classes, e.p_fake, n_boot)
-        auc_cell += f" [{_pct(lo)}, {_pct(hi)}] (n = {n_real} real + {n_fake} fake)"
+        auc_cell += f" [{_pct(lo)}, {_pct(hi)}]"
+    auc_cell += f" (n = {n_real} real + {n_fake} fake)" + ("" if e.classes is not None else ", no interval: "
+                                                                                        "no predictions.npz")
     unc = m.get("uncertain")
     return {
         "attribution ACC, seen classes (real included)": _rate(_count(m.get("attribution_acc_seen"), m.get("n_seen", 0)),
@@ -119,22 +121,29 @@ def _headline(e: EvalFigures, n_boot: int) -> dict[str, str]:
 
 
 def _per_class_rows(evals: list[EvalFigures]) -> list[str]:
+    """Per class: the share called fake at the shipped threshold for every model (the real row is
+    the FPR), the reference's AUC against the real faces, and its uncertain rate when measured."""
     ref = evals[0].metrics
-    head = "| class | seen | n | " + " | ".join(f"called fake @thr, {e.name}" for e in evals) + \
-           f" | AUC vs real, {evals[0].name} |"
-    rows = [head, "| --- | --- | ---: |" + " ---: |" * len(evals) + " ---: |"]
-    n_real = ref.get("n_real", 0)
-    rows.append("| real (FPR) | yes | " + f"{n_real} | " + " | ".join(
-        _rate(_count(e.metrics.get("fpr_real_at_threshold"), e.metrics.get("n_real", 0)), e.metrics.get("n_real", 0))
-        for e in evals) + " | |")
+    unc = ref["uncertain"].get("per_class") if isinstance(ref.get("uncertain"), dict) else None
+    head = ["class", "seen", "n", *(f"called fake @thr, {e.name}" for e in evals), f"AUC vs real, {evals[0].name}"]
+    head += [f"uncertain, {evals[0].name}"] if unc is not None else []
+
+    def row(cells: list[str], c: str) -> str:
+        u = (unc or {}).get(c)
+        cells += [] if unc is None else [_rate(int(u["uncertain"]), int(u["n"])) if u else "n/a"]
+        return "| " + " | ".join(cells) + " |"
+
+    rows = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
+    rows.append(row(["real (FPR)", "yes", str(ref.get("n_real", 0)),
+                     *(_rate(_count(e.metrics.get("fpr_real_at_threshold"), e.metrics.get("n_real", 0)),
+                             e.metrics.get("n_real", 0)) for e in evals), ""], "real"))
     for g, r in sorted(ref.get("per_generator", {}).items(), key=lambda kv: (not kv[1].get("seen"), kv[0])):
-        cells = []
+        called = []
         for e in evals:
             o = e.metrics.get("per_generator", {}).get(g)
-            cells.append(_rate(_count(o["called_fake"], o["n"]), o["n"]) if o else "n/a")
-        rows.append(f"| {g}{' (edits a real photo)' if g in EDIT_CLASSES else ''} | "
-                    f"{'yes' if r.get('seen') else 'no'} | {r['n']} | " + " | ".join(cells) +
-                    f" | {_pct(r.get('detection_auc'))} |")
+            called.append(_rate(_count(o["called_fake"], o["n"]), o["n"]) if o else "n/a")
+        rows.append(row([g + (" (edits a real photo)" if g in EDIT_CLASSES else ""), "yes" if r.get("seen") else "no",
+                         str(r["n"]), *called, _pct(r.get("detection_auc"))], g))
     return rows
 
 
@@ -149,16 +158,23 @@ def _robustness(path: str | Path | None) -> tuple[list[str], dict | None]:
     res = json.loads(path.read_text())
     name, first = next(iter(res.items()))
     n = first.get("n_items", 0)
-    rows = [f"Run `{name}`, n = {n} test items (stratified by class). ACC and AUC as above; FPR and TPR at the "
-            "shipped threshold; AUC has no interval here (robustness.json keeps no per-item scores).", "",
+    rows = [f"Run `{name}`, n = {n} test items (stratified by class). ACC and AUC as above, without intervals "
+            "(robustness.json keeps no per-item scores); FPR and TPR at the shipped threshold.", "",
             "| perturbation | level | ACC seen | detection AUC | FPR real @thr | TPR fake @thr |",
             "| --- | --- | ---: | ---: | ---: | ---: |"]
     jpeg70 = None
     for kind, pts in first.get("curves", {}).items():
         for p in pts:
             level = "clean" if p["severity"] == 0 else p["level"]
+            n_real = p.get("n_real")
+            if n_real is None:  # written before robustness.json kept the counts
+                rates = [_pct(p.get("fpr_real_at_threshold")), _pct(p.get("tpr_fake_at_threshold"))]
+            else:
+                n_fake = p["n_test"] - n_real
+                rates = [_rate(_count(p.get("fpr_real_at_threshold"), n_real), n_real),
+                         _rate(_count(p.get("tpr_fake_at_threshold"), n_fake), n_fake)]
             rows.append(f"| {kind} | {level} | {_pct(p.get('attribution_acc_seen'))} | {_pct(p.get('detection_auc'))} "
-                        f"| {_pct(p.get('fpr_real_at_threshold'))} | {_pct(p.get('tpr_fake_at_threshold'))} |")
+                        f"| {rates[0]} | {rates[1]} |")
             if (kind, p.get("level")) == JPEG70:
                 jpeg70 = p.get("called_fake")
     return rows, jpeg70
@@ -169,23 +185,26 @@ def _targets(e: EvalFigures, jpeg70: dict | None) -> list[str]:
     m = e.metrics
 
     def verdict(ok: bool | None, text: str) -> str:
-        return f"| {text} | {'n/a' if ok is None else 'met' if ok else '**missed**'} |"
+        return f"| {text} | {'not measured' if ok is None else 'met' if ok else '**missed**'} |"
+
+    def measured(v, unit: str = " %") -> str:
+        return "not measured" if v is None else f"measured {_pct(v)}{unit}"
 
     fpr, auc = m.get("fpr_real_at_threshold"), m.get("detection_auc")
     rows = ["| target (full test split, shipped threshold) | |", "| --- | --- |",
             verdict(None if fpr is None else fpr <= TARGETS["fpr_real"],
-                    f"FPR on real faces <= {100 * TARGETS['fpr_real']:.0f} %: measured {_pct(fpr)} %"),
+                    f"FPR on real faces <= {100 * TARGETS['fpr_real']:.0f} %: {measured(fpr)}"),
             verdict(None if auc is None else auc >= TARGETS["auc"],
-                    f"detection AUC over all fakes >= {100 * TARGETS['auc']:.0f}: measured {_pct(auc)}")]
+                    f"detection AUC over all fakes >= {100 * TARGETS['auc']:.0f}: {measured(auc, '')}")]
     per = m.get("per_generator", {})
     for g in EDIT_CLASSES:
         clean = per.get(g, {}).get("called_fake")
         rows.append(verdict(None if clean is None else clean >= TARGETS["tpr_edit"],
-                            f"{g} caught >= {100 * TARGETS['tpr_edit']:.0f} %, clean: measured {_pct(clean)} %"))
+                            f"{g} caught >= {100 * TARGETS['tpr_edit']:.0f} %, clean: {measured(clean)}"))
         after = (jpeg70 or {}).get(g)
         rows.append(verdict(None if after is None else after >= TARGETS["tpr_edit"],
-                            f"{g} caught >= {100 * TARGETS['tpr_edit']:.0f} % after JPEG quality 70: measured "
-                            f"{_pct(after)} %" + ("" if jpeg70 else " (needs --robustness with jpeg)")))
+                            f"{g} caught >= {100 * TARGETS['tpr_edit']:.0f} % after JPEG quality 70: {measured(after)}"
+                            + ("" if jpeg70 else " (needs --robustness with jpeg)")))
     return rows
 
 

@@ -23,7 +23,7 @@ from ..data.perturb import LEVELS, PERTURBATIONS, perturb
 from .metrics import compute_metrics, per_generator_metrics
 
 KEYS = ("attribution_acc_seen", "detection_auc", "detection_auc_unseen", "family_acc_unseen", "detection_eer",
-        "fpr_real_at_threshold", "tpr_fake_at_threshold")
+        "fpr_real_at_threshold", "tpr_fake_at_threshold", "n_test", "n_real")
 
 
 def _subset_index(classes: list[str], max_items: int, seed: int) -> np.ndarray:
