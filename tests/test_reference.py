@@ -231,6 +231,27 @@ def test_model_card_figures_are_written_from_an_evaluation(packed, tmp_path, cap
 
 
 @pytest.mark.real
+def test_demo_predicts_with_the_reference_and_trains_only_when_asked_or_without_one(
+        real_weights, packed, tmp_path, monkeypatch, capsys):
+    from gazeclip import demo
+
+    data, _, root = packed
+    trained = []
+    monkeypatch.setattr(demo, "_train_and_compare", lambda out, data, *a: trained.append(data))
+    monkeypatch.setenv(ENV, str(root))
+    assert demo.run_demo(out=tmp_path / "demo", data=data) == 0
+    out = capsys.readouterr().out
+    assert "packaged reference model 'tiny-ref'" in out and trained == []
+    assert "real photos:" in out and "benchmark fakes: " in out and "of 4 face(s) called fake" in out
+    assert demo.run_demo(out=tmp_path / "demo", data=data, train=True) == 0 and trained == [data]
+    capsys.readouterr()
+    monkeypatch.setenv(ENV, str(tmp_path / "none"))
+    assert demo.run_demo(out=tmp_path / "demo", data=data) == 0 and trained == [data, data]
+    out = capsys.readouterr().out
+    assert "no reference model is packaged" in out and "packaged reference model '" not in out
+
+
+@pytest.mark.real
 @pytest.mark.slow
 def test_real_gazeclip_fits_the_size_limit_and_predicts_a_photo(real_weights, tmp_path, monkeypatch, capsys):
     """GazeCLIP on the pulled CLIP ViT-B/16 (faces detected, gaze estimated): its trainable weights
