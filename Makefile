@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.gazeclip-installed
 PYTEST_ARGS ?=
+# `make demo DEMO_ARGS=--train` also trains the smoke models (done anyway when no reference model is packaged)
+DEMO_ARGS ?=
 
 .PHONY: install weights demo test lock clean-venv
 
@@ -22,7 +24,7 @@ weights: install
 	$(PY) -m gazeclip weights verify
 
 demo: weights
-	$(PY) -m gazeclip demo
+	$(PY) -m gazeclip demo $(DEMO_ARGS)
 
 test: weights
 	GAZECLIP_REQUIRE_WEIGHTS=1 $(PY) -m pytest $(PYTEST_ARGS)

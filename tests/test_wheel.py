@@ -2,6 +2,7 @@
 page are package data, nothing looks for the source tree."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import site
@@ -35,18 +36,45 @@ def test_every_config_is_package_data():
         assert list(d.glob("*.yaml")), d
 
 
+def _reference_in(tree: Path, tmp_path: Path, request) -> Path:
+    """An image for `gazeclip predict` with the reference packaged in `tree`: the astronaut photo
+    for the committed reference (real weights needed); without one, a tiny run is packed into the
+    copy (never into the checkout) so that the wheel still proves the mechanism."""
+    from PIL import Image
+
+    from gazeclip.cli import main
+
+    ref = tree / "src" / "gazeclip" / "reference"
+    if (ref / "reference.json").is_file():
+        request.getfixturevalue("real_weights")
+        from gazeclip.weights import asset_path
+
+        return asset_path("photo-astronaut")
+    from test_predict import make_run
+
+    make_run(tmp_path / "tiny-run", faces="none")
+    img = tmp_path / "a.png"
+    Image.new("RGB", (40, 30), (120, 30, 200)).save(img)
+    assert main(["reference", "pack", "--run", str(tmp_path / "tiny-run"), "--name", "tiny-wheel", "--root", str(ref),
+                 "--images", str(img)]) == 0
+    return img
+
+
 @pytest.mark.slow
-def test_wheel_install_into_a_fresh_venv(tmp_path):
-    """Build the wheel, `pip install --no-deps` it into a new venv, run the `gazeclip` script there."""
+def test_wheel_install_into_a_fresh_venv(tmp_path, request):
+    """Build the wheel, `pip install --no-deps` it into a new venv, run the `gazeclip` script there;
+    the packaged reference model travels in the wheel and `gazeclip predict PHOTO` uses it."""
     import shutil
 
     # the build runs without isolation (no network): this environment's setuptools must read PEP 639
     pytest.importorskip("setuptools", minversion="77", reason="wheel test skipped: setuptools >= 77 needed")
 
     tree = tmp_path / "tree"  # a copy, so that the build leaves nothing in the checkout
-    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info",
+                                                                              ".staging-*"))
     for f in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / f, tree / f)
+    photo = _reference_in(tree, tmp_path, request)
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     dist = tmp_path / "dist"
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
@@ -67,6 +95,7 @@ def test_wheel_install_into_a_fresh_venv(tmp_path):
     # (PYTHONPATH entries are not site dirs, so an editable install of gazeclip there stays inactive)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([purelib, *site.getsitepackages()])}
     env.pop("GAZECLIP_MODEL_CONFIGS", None)
+    env.pop("GAZECLIP_REFERENCE_DIR", None)
     code = ("import gazeclip, gazeclip.configs as c; print(gazeclip.__file__); "
             "print(sorted(c.packaged('runs'))); from gazeclip.serve.app import page_html; print(len(page_html()))")
     r = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
@@ -77,6 +106,20 @@ def test_wheel_install_into_a_fresh_venv(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "total" in r.stdout.lower()
+    # the reference model: every pinned file is in the install, and predict without --run uses it
+    from gazeclip.common import sha256_of
+    from gazeclip.run.reference import read_pin
+
+    installed = Path(purelib) / "gazeclip" / "reference"
+    pin = read_pin(installed)
+    assert pin is not None and pin == read_pin(tree / "src" / "gazeclip" / "reference")
+    for rel, f in pin.files.items():
+        assert sha256_of(installed / pin.name / rel) == f["sha256"], rel
+    r = subprocess.run([str(venv / "bin" / "gazeclip"), "predict", str(photo), "--json"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    recs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    assert recs and all(rec["verdict"] in ("real", "fake", "uncertain") for rec in recs)
 
 
 def test_run_configs_by_name_or_path_and_user_model_configs(tmp_path, monkeypatch):

@@ -29,8 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("gazeclip.viz.cli_explain", "Grad-CAM of a trained run on an image"),
     "tsne": ("gazeclip.viz.cli_tsne", "t-SNE of a run's joint embeddings, by generator"),
     "export": ("gazeclip.export.cli", "export a trained run to ONNX (fp32, optionally int8) for onnxruntime"),
-    "predict": ("gazeclip.inference.cli", "real/fake and generator of each face in files or folders"),
-    "serve": ("gazeclip.serve.cli", "HTTP service and web page around a trained run"),
+    "predict": ("gazeclip.inference.cli", "real/fake and generator of each face in files or folders (default: the "
+                                          "reference model)"),
+    "serve": ("gazeclip.serve.cli", "HTTP service and web page around a trained run (default: the reference model)"),
+    "reference": ("gazeclip.cli_reference", "the reference model packaged with gazeclip: pack a run, show it, "
+                                            "write its model card's figures"),
     "demo": ("gazeclip.demo", "the end-to-end demo that `make demo` runs"),
 }
 

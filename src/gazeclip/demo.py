@@ -2,8 +2,11 @@
 
 1. encode a shipped real photo with the three pretrained networks (image tower, text tower, gaze
    estimator) and print what came out;
-2. build the smoke benchmark, train GazeCLIP and `clip-linear-probe` on protocol P2, evaluate and
-   compare them, and predict on a real photo and a generated face (`run_demo` below).
+2. build the smoke benchmark and predict with the reference model packaged with gazeclip on real
+   photos and on the benchmark's fakes (`predict_with_reference`);
+3. with `--train`, or when no reference model is packaged yet: train GazeCLIP and
+   `clip-linear-probe` on protocol P2 of the smoke benchmark, evaluate and compare them, and
+   predict on a real photo and a generated face with the smoke model (`run_demo` below).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="clip-b16-offline", help="backbone (default: clip-b16-offline)")
     p.add_argument("--epochs", type=int, default=4, help="training epochs per model (default: 4)")
     p.add_argument("--encode-only", action="store_true", help="only step 1: encode a real photo and stop")
+    p.add_argument("--train", action="store_true",
+                   help="also train and compare smoke models (always done when no reference model is packaged)")
 
 
 def encode_real_photo(backbone_name: str = "clip-b16-offline") -> None:
@@ -71,15 +76,18 @@ def run(args: argparse.Namespace) -> int:
     encode_real_photo(args.backbone)
     if args.encode_only:
         return 0
-    return run_demo(out=args.out, data=args.data, preset=args.preset, backbone=args.backbone, epochs=args.epochs)
+    return run_demo(out=args.out, data=args.data, preset=args.preset, backbone=args.backbone, epochs=args.epochs,
+                    train=args.train)
 
 def _step(msg: str) -> None:
     print(f"\n== {msg}", flush=True)
 
 
 def run_demo(out: str | Path = "demo-out", data: str | Path | None = None, preset: str = "smoke",
-             backbone: str = "clip-b16-offline", epochs: int = 4, protocol: str = "P2", n_boot: int = 500) -> int:
-    from .weights import asset_path, status
+             backbone: str = "clip-b16-offline", epochs: int = 4, protocol: str = "P2", n_boot: int = 500,
+             train: bool = False) -> int:
+    from .run.reference import NoReferenceError, reference_dir
+    from .weights import status
 
     t0 = time.time()
     out = Path(out)
@@ -89,29 +97,78 @@ def run_demo(out: str | Path = "demo-out", data: str | Path | None = None, prese
         print("demo: pretrained weights missing: run `gazeclip weights pull` (or `make weights`) first")
         return 1
     try:
+        try:
+            reference = reference_dir()  # checked against its pinned sha256; a damaged one is an error
+        except NoReferenceError:
+            reference = None
+            print("\ndemo: no reference model is packaged with this gazeclip yet (`gazeclip reference show`), so "
+                  "the demo trains smoke models instead (the `--train` steps; their scores mean little)", flush=True)
         data = Path(data) if data else out / f"bench-{preset}"
         if not (data / "manifest.csv").is_file():
             _step(f"building the {preset} benchmark into {data}")
             _build_benchmark(data, preset)
-        runs = []
-        for name in MODELS:
-            run = out / "runs" / f"{name}-{protocol.lower()}"
-            runs.append(str(run))
-            if (run / "summary.json").is_file():
-                continue
-            _step(f"training {name} on {protocol} ({backbone}, {epochs} epochs)")
-            _train(name, backbone, data, protocol, run, epochs)
-        _step("evaluating and comparing on the test split")
-        _compare(runs, data, n_boot, out / "compare")
-        _step("predicting on a real photo and a generated face")
-        rows = [r for r in _manifest(data) if r.split == "test" and r.cls != "real"]
-        photos = [str(asset_path("photo-astronaut"))] + ([str(data / rows[0].path)] if rows else [])
-        _predict(photos, runs[0])
+        if reference is not None:
+            predict_with_reference(reference, data)
+        if reference is None or train:
+            _train_and_compare(out, data, backbone, epochs, protocol, n_boot)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError) as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
     print(f"\ndemo done in {(time.time() - t0) / 60:.1f} min; outputs under {out}/", flush=True)
     return 0
+
+
+REAL_PHOTOS = ("photo-astronaut", "photo-grace-hopper")  # public domain (NASA, US Navy)
+
+
+def predict_with_reference(reference: Path, data: Path) -> None:
+    """The packaged reference on public-domain real photos, the benchmark's first real test faces
+    and the first test image of each fake class, with a count of what it called fake."""
+    from .inference.detector import load
+    from .inference.results import describe_record
+    from .weights import asset_path
+
+    rows = [r for r in _manifest(data) if r.split == "test"]
+    fakes = {}
+    for r in rows:
+        if r.cls != "real":
+            fakes.setdefault(r.cls, str(data / r.path))
+    real = [str(asset_path(a)) for a in REAL_PHOTOS] + [str(data / r.path) for r in rows if r.cls == "real"][:2]
+    det = load()
+    thr = det.run.detection_threshold
+    _step(f"predicting with the packaged reference model {reference.name!r} ({det.run.cfg.model}, "
+          f"threshold {thr if thr is None else round(thr, 3)}) on {len(real)} real photos and "
+          f"{len(fakes)} benchmark fakes (one per class)")
+    for group, paths in (("real photos", real), ("benchmark fakes", list(fakes.values()))):
+        recs = [rec for _, rec in det.iter_records(paths, progress=True)]
+        for rec in recs:
+            print(describe_record(rec), flush=True)
+        faces = [r for r in recs if "verdict" in r]
+        n_fake = sum(r["verdict"] == "fake" for r in faces)
+        n_unsure = sum(r["verdict"] == "uncertain" for r in faces)
+        print(f"   -> {group}: {n_fake} of {len(faces)} face(s) called fake"
+              + (f", {n_unsure} uncertain" if n_unsure else "") + "\n", flush=True)
+
+
+def _train_and_compare(out: Path, data: Path, backbone: str, epochs: int, protocol: str, n_boot: int) -> None:
+    """The smoke training: GazeCLIP and clip-linear-probe on the smoke benchmark, compared, then
+    the smoke GazeCLIP on a real photo and a generated face."""
+    from .weights import asset_path
+
+    runs = []
+    for name in MODELS:
+        run = out / "runs" / f"{name}-{protocol.lower()}"
+        runs.append(str(run))
+        if (run / "summary.json").is_file():
+            continue
+        _step(f"training {name} on {protocol} ({backbone}, {epochs} epochs)")
+        _train(name, backbone, data, protocol, run, epochs)
+    _step("evaluating and comparing on the test split")
+    _compare(runs, data, n_boot, out / "compare")
+    _step("predicting on a real photo and a generated face with the smoke model")
+    rows = [r for r in _manifest(data) if r.split == "test" and r.cls != "real"]
+    photos = [str(asset_path("photo-astronaut"))] + ([str(data / rows[0].path)] if rows else [])
+    _predict(photos, runs[0])
 
 
 def _build_benchmark(data: Path, preset: str) -> None:

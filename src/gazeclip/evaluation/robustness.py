@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data.perturb import LEVELS, PERTURBATIONS, perturb
-from .metrics import compute_metrics
+from .metrics import compute_metrics, per_generator_metrics
 
-KEYS = ("attribution_acc_seen", "detection_auc", "detection_auc_unseen", "family_acc_unseen", "detection_eer")
+KEYS = ("attribution_acc_seen", "detection_auc", "detection_auc_unseen", "family_acc_unseen", "detection_eer",
+        "fpr_real_at_threshold", "tpr_fake_at_threshold", "n_test", "n_real")
 
 
 def _subset_index(classes: list[str], max_items: int, seed: int) -> np.ndarray:
@@ -84,6 +85,14 @@ class _Perturber:
                        keys=[])  # keys recomputed from the perturbed pixels
 
 
+def _point(d) -> dict:
+    """One point of a curve: the KEYS metrics, and per generator the share called fake at the
+    shipped threshold (`called_fake`)."""
+    m = compute_metrics(d)
+    return {**{k: m.get(k) for k in KEYS},
+            "called_fake": {g: r["called_fake"] for g, r in per_generator_metrics(d).items()}}
+
+
 def robustness_run(run_dir: str | Path, data_dir: str | Path, perturbations=PERTURBATIONS,
                    severities=(0, 1, 2, 3, 4, 5), max_items: int = 0, seed: int = 0, device: str = "auto",
                    progress: bool = False, cache_perturbed: bool = True, shared: dict | None = None) -> dict:
@@ -109,7 +118,7 @@ def robustness_run(run_dir: str | Path, data_dir: str | Path, perturbations=PERT
             if sev == 0:
                 if clean is None:
                     preds = predict_samples(run, samples, data_dir)
-                    clean = compute_metrics(eval_data(run, samples, proto, class_family, preds))
+                    clean = _point(eval_data(run, samples, proto, class_family, preds))
                 m = clean
             else:
                 key = (sig, kind, sev, seed)
@@ -118,10 +127,10 @@ def robustness_run(run_dir: str | Path, data_dir: str | Path, perturbations=PERT
                     shared[key] = perturber(kind, sev, seed)
                 pert = shared[key]
                 preds = predict_samples(run, pert, data_dir, use_cache=cache_perturbed)
-                m = compute_metrics(eval_data(run, pert, proto, class_family, preds))
+                m = _point(eval_data(run, pert, proto, class_family, preds))
                 bar.update(1)
             level = None if sev == 0 else LEVELS[kind][sev - 1]
-            pts.append({"severity": sev, "level": level, **{k: m.get(k) for k in KEYS}})
+            pts.append({"severity": sev, "level": level, **m})
         out[kind] = pts
     bar.close()
     return {"run": str(run_dir), "model": run.cfg.model, "n_items": len(samples), "curves": out,

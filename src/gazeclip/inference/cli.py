@@ -1,6 +1,7 @@
-"""`gazeclip predict PATH... --run RUN [--json | --csv OUT | --out DIR]`: faces, p_fake, generator,
-gaze; images, folders and videos.
+"""`gazeclip predict PATH... [--run RUN] [--json | --csv OUT | --out DIR]`: faces, p_fake, generator,
+gaze; images, folders and videos; without --run, with the reference model packaged with gazeclip.
 
+    gazeclip predict photo.jpg
     gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
     gazeclip predict folder/ --run runs/gazeclip-p2/export --runtime onnx --precision int8 --json
     {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "verdict": "real", "reason": null, "generator": null,
@@ -63,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "recursively: images; with --out images and videos)")
     p.add_argument("--files-from", metavar="LIST", help="also the files named in LIST, one path per line (for "
                    "millions of inputs: read as they are, folders not walked)")
-    p.add_argument("--run", required=True, help="run folder written by `gazeclip train`")
+    p.add_argument("--run", help="run folder written by `gazeclip train` (default: the reference model packaged "
+                                 "with gazeclip, see `gazeclip reference show`)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     g.add_argument("--csv", metavar="OUT", help="write a CSV file")

@@ -1,7 +1,7 @@
 """The Python API: `det = gazeclip.load("runs/x")`, then `det.predict(x)`.
 
     import gazeclip
-    det = gazeclip.load("demo-out/runs/gazeclip-p2")
+    det = gazeclip.load()            # the packaged reference model; or a run folder: load("runs/x")
     for face in det.predict("photo.jpg")[0].faces:
         print(face.verdict, face.p_fake, face.generator, face.gaze)
 
@@ -27,9 +27,10 @@ from .video import VideoOptions, predict_video
 
 
 class Detector:
-    """A trained run ready to predict. Build it with `gazeclip.load(run_dir, ...)`."""
+    """A trained run ready to predict. Build it with `gazeclip.load(run_dir, ...)` (no run_dir:
+    the reference model packaged with gazeclip)."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto", face_cache: str | Path | None = None,
+    def __init__(self, run_dir: str | Path | None = None, device: str = "auto", face_cache: str | Path | None = None,
                  **options: Any):
         from ..run.loader import load_run
         from .predict import make_source
@@ -115,8 +116,11 @@ class Detector:
     __call__ = predict
 
 
-def load(run_dir: str | Path, device: str = "auto", face_cache: str | Path | None = None, **options: Any) -> Detector:
-    """A trained run (a `gazeclip train --out` folder) ready to predict: `load(run).predict(x)`.
+def load(run_dir: str | Path | None = None, device: str = "auto", face_cache: str | Path | None = None,
+         **options: Any) -> Detector:
+    """A trained run (a `gazeclip train --out` folder) ready to predict: `load(run).predict(x)`;
+    `load()` gives the reference model packaged with gazeclip (its files checked against their
+    pinned sha256; a one-line error names the fix when none is packaged or a file does not match).
 
     device: auto | cpu | cuda[:N]; face_cache: a folder to cache face/gaze records of image files;
     other keyword options go to the engine's run loader (`gazeclip.run.loader.load_run`): precision (auto,

@@ -41,8 +41,6 @@ def save_pretrained(model, path: str | Path, run_settings: dict | None = None) -
     `model.safetensors`. Frozen towers are not stored. The weights file records the sha256 of its
     tensors and of config.json's content, so a flipped byte, a truncation or an edited config.json
     (e.g. a reordered taxonomy) is refused when loaded."""
-    from safetensors.torch import save_file
-
     from ..atomic import atomic_write_text
 
     if getattr(model, "inference_only", False):
@@ -57,9 +55,55 @@ def save_pretrained(model, path: str | Path, run_settings: dict | None = None) -
         meta["run"] = dict(run_settings)
     atomic_write_text(path / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.trainable_state_dict().items()}
-    save_file(state, str(path / WEIGHTS_FILE), metadata={"format": FORMAT, "weights_sha256": _state_digest(state),
-                                                         "config_sha256": _meta_digest(meta)})
+    _write_weights(path / WEIGHTS_FILE, state, meta)
     return path
+
+
+def _write_weights(file: Path, state: dict, meta: dict, canonical: bool = False) -> None:
+    """`model.safetensors` with the digests of its tensors and of the config it belongs to.
+    canonical: the same tensors always give the same bytes (safetensors writes its metadata in a
+    random order), so that a file pinned by sha256 can be written again identically."""
+    import struct
+
+    from safetensors.torch import save, save_file
+
+    metadata = {"format": FORMAT, "weights_sha256": _state_digest(state), "config_sha256": _meta_digest(meta)}
+    if not canonical:
+        save_file(state, str(file), metadata=metadata)
+        return
+    raw = save(state, metadata=metadata)
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # safetensors aligns the data to 8 bytes
+    Path(file).write_bytes(struct.pack("<Q", len(header)) + header + raw[8 + n:])
+
+
+def copy_pretrained(src: str | Path, dest: str | Path, dtype=None) -> dict:
+    """Copy a saved model folder, its floating-point weights cast to `dtype` (e.g. torch.float16:
+    half the bytes; the model casts them back when it loads them). Both files are checked on
+    reading; the copy records the digest of its own (cast) tensors, so it is checked like any saved
+    model, and the same source always gives the same bytes. A weight that does not fit the new type
+    (overflow) is refused by name. Returns the
+    number of tensors and parameters written."""
+    import shutil
+
+    import torch
+
+    src, dest = Path(src), Path(dest)
+    meta = read_pretrained_meta(src)
+    state = read_pretrained_weights(src, meta)
+    if dtype is not None:
+        for k, v in state.items():
+            if v.is_floating_point():
+                cast = v.to(dtype)
+                if not torch.isfinite(cast).all() and torch.isfinite(v).all():
+                    raise ValueError(f"{src / WEIGHTS_FILE}: weight {k} does not fit in {dtype} (overflow); "
+                                     "pack it in float32")
+                state[k] = cast.contiguous()
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / CONFIG_FILE, dest / CONFIG_FILE)  # the same bytes: its digest still matches
+    _write_weights(dest / WEIGHTS_FILE, state, meta, canonical=True)
+    return {"tensors": len(state), "parameters": int(sum(v.numel() for v in state.values()))}
 
 
 def read_pretrained_meta(path: str | Path) -> dict:

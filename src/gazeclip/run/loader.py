@@ -1,6 +1,8 @@
 """Loading a trained run for any mode (evaluation, inference, export, explain): `load_run(RUN)`
 validates every file of the run folder and returns a `LoadedRun` with its model, taxonomy and
-calibrated thresholds, under the torch or the onnx runtime."""
+calibrated thresholds, under the torch or the onnx runtime. `load_run()` (no folder) loads the
+reference model packaged with gazeclip (`gazeclip.run.reference`), its files checked against
+their pinned sha256 first."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,7 +64,7 @@ class LoadedRun:
         return self.model.gaze_feature_dim
 
 
-def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = None,
+def load_run(run_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              runtime: str = "torch", calibrated: bool = True) -> LoadedRun:
     """The one loader of a run folder: every file is validated and a damaged one raises a
     `DamagedFileError` naming it. The model's own taxonomy (stored with its weights and checked
@@ -78,9 +80,17 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     calibrated: a missing or older `calibration.json` is refused with the command that fixes
     it (`gazeclip calibrate --run RUN`); False only for the steps that calibrate the run themselves
     (`eval`, `gazeclip calibrate`), whose LoadedRun then has no thresholds until they do.
+    run_dir None: the packaged reference model (torch runtime), verified against its pins.
     """
     if runtime not in ("torch", "onnx"):
         raise UsageError(f"runtime {runtime!r}: use torch or onnx")
+    if run_dir is None:
+        if runtime != "torch":
+            raise UsageError("the packaged reference model runs under the torch runtime; for onnx, export a "
+                             "trained run (`gazeclip export --run RUN`) and give it with --run")
+        from .reference import reference_dir
+
+        run_dir = reference_dir()
     run_dir = Path(run_dir)
     if runtime == "onnx":
         return _load_onnx_run(run_dir, device, precision)

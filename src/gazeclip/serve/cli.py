@@ -1,5 +1,7 @@
-"""`gazeclip serve --run RUN [--host 127.0.0.1] [--port 8000]`: the HTTP service and its web page.
+"""`gazeclip serve [--run RUN] [--host 127.0.0.1] [--port 8000]`: the HTTP service and its web page,
+around a trained run or (without --run) the reference model packaged with gazeclip.
 
+    gazeclip serve
     gazeclip serve --run demo-out/runs/gazeclip-p2
     # open http://127.0.0.1:8000/ , or:
     curl -F files=@photo.jpg http://127.0.0.1:8000/v1/predict
@@ -12,7 +14,8 @@ from .app import DEFAULT_MAX_PENDING, DEFAULT_MAX_UPLOAD_MB
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run folder written by `gazeclip train`")
+    p.add_argument("--run", help="run folder written by `gazeclip train` (default: the reference model packaged "
+                                 "with gazeclip)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
