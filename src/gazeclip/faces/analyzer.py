@@ -83,6 +83,12 @@ def square_crop(image: np.ndarray, box, margin: float, size: int,
     return crop, affine
 
 
+def _close_tasks(tasks: list) -> None:
+    with native_logs_silenced():
+        for task in tasks:
+            task.close()
+
+
 class FaceAnalyzer:
     """Find faces and prepare everything later steps need.
 
@@ -171,15 +177,22 @@ class FaceAnalyzer:
         return self._retina
 
     def close(self) -> None:
-        with native_logs_silenced():
-            for t in (self._landmarker, self._crop_landmarker, self._detector):
-                if t is not None:
-                    t.close()
-        self._landmarker = self._crop_landmarker = self._detector = None
+        _close_tasks(self._tasks())
 
-    def __del__(self):  # MediaPipe logs when its tasks are destroyed: close them quietly
+    def _tasks(self) -> list:
+        tasks = [t for t in (self._landmarker, self._crop_landmarker, self._detector) if t is not None]
+        self._landmarker = self._crop_landmarker = self._detector = None
+        return tasks
+
+    def __del__(self):
+        # MediaPipe logs when its tasks are destroyed, so they are closed quietly; but not here: a
+        # finaliser runs wherever the garbage collector happens to run (inside torch.save, say), and
+        # MediaPipe's close waits on its dispatcher thread, which deadlocked there. A daemon thread
+        # closes them instead.
         try:
-            self.close()
+            tasks = self._tasks()
+            if tasks:
+                threading.Thread(target=_close_tasks, args=(tasks,), daemon=True).start()
         except Exception:  # noqa: BLE001 - never raise from a finaliser
             pass
 
