@@ -20,6 +20,12 @@ from . import geometry as geo
 from ..errors import UsageError
 
 _LIVE: "weakref.WeakSet[FaceAnalyzer]" = weakref.WeakSet()
+# Every MediaPipe task made here stays referenced from this list until it is closed, so the garbage
+# collector never finalises one: MediaPipe's own __del__ closes the task through its dispatcher
+# thread, and doing that wherever a collection happened to run (inside torch.save, matplotlib)
+# deadlocked the process.
+_KEPT: list = []
+_KEPT_LOCK = threading.Lock()
 
 
 @atexit.register
@@ -30,6 +36,10 @@ def _close_all() -> None:
             a.close()
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
+    try:
+        _close_tasks(list(_KEPT))
+    except Exception:  # noqa: BLE001 - shutting down anyway
+        pass
 
 
 # design choice, not from the paper: square CLIP crop = landmark box enlarged by this fraction per side
@@ -83,10 +93,19 @@ def square_crop(image: np.ndarray, box, margin: float, size: int,
     return crop, affine
 
 
+def _kept(task):
+    with _KEPT_LOCK:
+        _KEPT.append(task)
+    return task
+
+
 def _close_tasks(tasks: list) -> None:
     with native_logs_silenced():
         for task in tasks:
             task.close()
+            with _KEPT_LOCK:
+                if any(k is task for k in _KEPT):
+                    _KEPT.remove(task)
 
 
 class FaceAnalyzer:
@@ -153,7 +172,7 @@ class FaceAnalyzer:
             running_mode=vision.RunningMode.IMAGE, num_faces=num_faces,
             min_face_detection_confidence=self.min_detection_confidence,
             min_face_presence_confidence=self.min_detection_confidence)
-        return vision.FaceLandmarker.create_from_options(opts)
+        return _kept(vision.FaceLandmarker.create_from_options(opts))
 
     def _make_detector(self):
         """BlazeFace from the same bundle, only to give each landmarked face a confidence."""
@@ -166,7 +185,7 @@ class FaceAnalyzer:
         opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=buf),
                                           running_mode=vision.RunningMode.IMAGE,
                                           min_detection_confidence=self.min_detection_confidence)
-        return vision.FaceDetector.create_from_options(opts)
+        return _kept(vision.FaceDetector.create_from_options(opts))
 
     @property
     def retinaface(self):
@@ -186,9 +205,8 @@ class FaceAnalyzer:
 
     def __del__(self):
         # MediaPipe logs when its tasks are destroyed, so they are closed quietly; but not here: a
-        # finaliser runs wherever the garbage collector happens to run (inside torch.save, say), and
-        # MediaPipe's close waits on its dispatcher thread, which deadlocked there. A daemon thread
-        # closes them instead.
+        # finaliser runs wherever the garbage collector happens to run, and MediaPipe's close waits
+        # on its dispatcher thread, which deadlocked there (see _KEPT). A daemon thread closes them.
         try:
             tasks = self._tasks()
             if tasks:
