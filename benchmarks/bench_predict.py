@@ -135,7 +135,7 @@ def main() -> int:
             kw = dict(kw)
             d = kw.pop("_dir", run_dir)
             runs[name] = load_run(d, "cpu", **kw)
-        auto = U.autocast_dtype("auto", torch.device("cpu"), inference=True)
+        auto = U.autocast_dtype("auto", torch.device("cpu"))
         default = "torch bf16" if auto is not None else "torch fp32"
         ref = runs["torch fp32"]
         # its own fp32 copy: the runs' towers hold merged LoRA and (bf16 run) bf16 weights

@@ -40,13 +40,13 @@ def _batch(n: int = 5, size: int = 32, gaze_dim: int = 512, seed: int = 0) -> Ba
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_precision_auto_uses_bf16_for_cpu_inference_only_where_native(monkeypatch, native):
+def test_precision_auto_uses_bf16_on_cpus_with_native_bf16_only(monkeypatch, native):
     monkeypatch.setattr(U, "cpu_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert U.autocast_dtype("auto", cpu, inference=True) == (torch.bfloat16 if native else None)
-    assert U.autocast_dtype("auto", cpu) is None  # training on a CPU stays fp32 unless asked
+    # one rule for training and inference: bf16 where the CPU has it (AMX / AVX512-BF16), else fp32
+    assert U.autocast_dtype("auto", cpu) == (torch.bfloat16 if native else None)
     assert U.autocast_dtype("bf16", cpu) == torch.bfloat16
-    assert U.autocast_dtype("fp32", cpu, inference=True) is None
+    assert U.autocast_dtype("fp32", cpu) is None
     with pytest.raises(ValueError, match="precision"):
         U.autocast_dtype("fp16", cpu)
 
@@ -59,6 +59,23 @@ def test_cpu_native_bf16_agrees_with_cpuinfo():
     except OSError:
         pytest.skip("no /proc/cpuinfo")
     assert U.cpu_native_bf16() == bool({"amx_bf16", "avx512_bf16"} & flags)
+    assert U.cpu_bf16_kind() == ("amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None)
+
+
+def test_training_autocast_reaches_the_adapted_blocks(tiny_backbone):
+    """A bf16 training step's autocast runs the adapted CLIP blocks in bf16 (it once stopped at the
+    GIE, which ran fp32 whatever the step asked); gradients land on the fp32 master weights."""
+    m = _model(tiny_backbone).train()
+    b = _batch()
+    states = m.encode_prefix(b.pixel_values)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        image, _ = m.gie(states, None, b.gaze_valid)
+    assert image.dtype == torch.bfloat16  # the projection ran in bf16 (the residual stream h stays fp32)
+    image.float().sum().backward()
+    grads = [p for p in m.gie.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(p.dtype == p.grad.dtype == torch.float32 for p in grads)
+    image, _ = m.gie(states, None, b.gaze_valid)
+    assert image.dtype == torch.float32  # no autocast: fp32, as before
 
 
 def test_merged_lora_model_matches_and_leaves_the_backbone_alone(tiny_backbone):

@@ -98,7 +98,7 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
         return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, detection_threshold=det)
     from ..models.inference import prepare_for_inference
 
-    dtype = U.autocast_dtype(precision, dev, inference=True)
+    dtype = U.autocast_dtype(precision, dev)
     prepare_for_inference(model, dtype)
     prec = "bf16" if dtype is not None else "fp32"
     return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, precision=prec, inference=True, gaze_precision=prec,
@@ -117,7 +117,7 @@ def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedR
     cal = load_calibration(run_dir) or {}
     prec = resolve_onnx_precision(run_dir, precision)
     # the gaze network stays in torch: bf16 where auto would pick it for the image tower
-    gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
+    gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu")) is not None else "fp32"
     return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
                      cal.get("unknown_threshold"), runtime="onnx", precision=prec, inference=True,
                      gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"))
