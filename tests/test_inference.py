@@ -231,6 +231,85 @@ def test_export_refuses_a_non_empty_folder_and_onnx_needs_an_export(exported, tm
     assert "gazeclip export" in capsys.readouterr().err
 
 
+def test_openvino_runtime_matches_torch_fp32_and_bf16_within_001(exported):
+    """The export's model.onnx compiled by OpenVINO: fp32 within 1e-3 of torch fp32; bf16 (the
+    auto choice on CPUs with native bf16) with the same argmax (but for near-ties) and p_fake within 0.01."""
+    from gazeclip.run.loader import load_run
+
+    _, run = exported
+    torch_run = load_run(run, "cpu", precision="fp32")
+    ov32 = load_run(run, "cpu", precision="fp32", runtime="openvino")
+    ov16 = load_run(run, "cpu", precision="bf16", runtime="openvino")
+    auto = load_run(run / "export", "cpu", runtime="openvino")
+    assert (ov32.runtime, ov32.precision, ov16.precision) == ("openvino", "fp32", "bf16")
+    assert auto.precision == ("bf16" if U.cpu_native_bf16() else "fp32")
+    assert ov16.taxonomy == torch_run.taxonomy and ov16.detection_threshold == torch_run.detection_threshold
+    for n in (1, 3, 7):  # dynamic batch axis; the last row has no gaze
+        b = _batch(n, seed=n)
+        with torch.no_grad():
+            ref = torch_run.model(b)
+        got32, got16 = ov32.model(b), ov16.model(b)
+        for k in ("attribution_logits", "family_logits", "p_fake", "embedding"):
+            assert getattr(got32, k).shape == getattr(ref, k).shape
+            assert (getattr(got32, k) - getattr(ref, k)).abs().max() < 1e-3, (n, k)
+        top2 = ref.attribution_logits.topk(2, dim=1).values
+        clear = (top2[:, 0] - top2[:, 1]) > 0.02  # a near-tie of this 1-epoch model may flip in bf16
+        same = got16.attribution_logits.argmax(1) == ref.attribution_logits.argmax(1)
+        assert same[clear].all(), n
+        assert (got16.p_fake - ref.p_fake).abs().max() < 0.01, n
+    with pytest.raises(ValueError, match="openvino"):
+        load_run(run, "cpu", precision="int8", runtime="openvino")
+
+
+def test_openvino_refuses_an_opset_17_export(exported, tmp_path):
+    """OpenVINO misreads opset-17 ReduceLogSumExp (every axis): such an export is refused by name."""
+    import shutil
+
+    from gazeclip.run.loader import load_run
+
+    _, run = exported
+    old = tmp_path / "export17"
+    shutil.copytree(run / "export", old)
+    meta = json.loads((old / "export.json").read_text())
+    assert meta["opset"] >= 18  # the exporter's default
+    (old / "export.json").write_text(json.dumps({**meta, "opset": 17}))
+    with pytest.raises(ValueError, match="opset 17.*gazeclip export"):
+        load_run(old, "cpu", runtime="openvino")
+    assert load_run(old, "cpu", runtime="onnx", precision="fp32").precision == "fp32"  # onnxruntime reads it right
+
+
+def test_predict_eval_and_load_through_openvino(exported, tmp_path, capsys):
+    """predict, eval and gazeclip.load with --runtime openvino give torch's verdicts (bf16: p_fake
+    within 0.01, the same verdict and generator for every test image)."""
+    import gazeclip
+    from gazeclip.cli import main
+
+    data, run = exported
+    imgs = sorted(data.glob("*/test-*.png"))
+    recs = {}
+    for args in (["--precision", "fp32"], ["--runtime", "openvino", "--precision", "bf16"]):
+        assert main(["predict", *map(str, imgs), "--run", str(run), "--json", *args]) == 0
+        recs[" ".join(args)] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    a, b = recs.values()
+    assert len(a) == len(b) == len(imgs) > 0
+    for x, y in zip(a, b):
+        assert (x["verdict"], x["generator"]) == (y["verdict"], y["generator"])
+        assert abs(x["p_fake"] - y["p_fake"]) < 0.01
+    det = gazeclip.load(run, runtime="openvino", precision="bf16")
+    assert det.run.runtime == "openvino"
+    assert [r.faces[0].p_fake for r in det.predict([str(p) for p in imgs])] == pytest.approx(
+        [y["p_fake"] for y in b], abs=1e-6)
+    assert main(["predict", str(imgs[0]), "--run", str(run), "--runtime", "openvino", "--precision", "int8"]) == 1
+    capsys.readouterr()
+    m = {}
+    for name, args in (("torch", []), ("openvino", ["--runtime", "openvino", "--precision", "fp32"])):
+        out = tmp_path / name
+        assert main(["eval", "--run", str(run), "--data", str(data), "--out", str(out), "--quiet", *args]) == 0
+        m[name] = json.loads((out / "metrics.json").read_text())
+    assert m["torch"]["attribution_acc_seen"] == m["openvino"]["attribution_acc_seen"]
+    assert abs(m["torch"]["detection_auc"] - m["openvino"]["detection_auc"]) < 1e-6
+
+
 @pytest.mark.real
 @pytest.mark.slow
 def test_bf16_predict_parity_on_real_photos(real_weights, tmp_path):

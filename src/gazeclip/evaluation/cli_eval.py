@@ -1,4 +1,4 @@
-"""`gazeclip eval --run RUN --data DIR [--protocol P] [--out DIR] [--runtime onnx --precision int8]`:
+"""`gazeclip eval --run RUN --data DIR [--protocol P] [--out DIR] [--runtime onnx|openvino --precision P]`:
 metrics.json, report.md, PNGs."""
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", help="protocol (default: the run's)")
     p.add_argument("--out", help="output folder (default: RUN/eval)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="onnx: evaluate the run's ONNX export (RUN or RUN/export) under onnxruntime")
+    p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
+                   help="onnx: evaluate the run's ONNX export (RUN or RUN/export) under onnxruntime; openvino: the "
+                        "same export compiled by OpenVINO")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"),
                    help="default: the model as trained (fp32); bf16 evaluates the inference copy in bf16; "
-                        "with --runtime onnx: fp32 or int8 (default: int8 when exported)")
+                        "with --runtime onnx: fp32 or int8 (default: int8 when exported); with --runtime openvino: "
+                        "bf16 or fp32 (default: bf16 on CPUs with native bf16)")
     p.add_argument("--quiet", action="store_true")
 
 

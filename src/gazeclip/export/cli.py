@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="export folder (default: RUN/export)")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (onnxruntime dynamic quantisation)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, the least --runtime openvino reads "
+                                                         "right)")
 
 
 def run(args: argparse.Namespace) -> int:

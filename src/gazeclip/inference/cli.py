@@ -3,6 +3,7 @@ images, folders and videos.
 
     gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
     gazeclip predict folder/ --run runs/gazeclip-p2/export --runtime onnx --precision int8 --json
+    gazeclip predict folder/ --run runs/gazeclip-p2 --runtime openvino --json     # RUN/export, bf16 where native
     {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "verdict": "real", "generator": null,
      "generator_prob": null, "family": null, "unknown_generator": false,
      "gaze": {"pitch": -4.1, "yaw": 7.9, "arrows": [...]}, "box": [...], "head": {...}}
@@ -29,6 +30,18 @@ CSV_COLUMNS = ["path", "face", "p_fake", "verdict", "generator", "generator_prob
                "gaze_pitch", "gaze_yaw", "box", "frame", "time", "track", "frames", "faces", "error"]
 
 
+def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    """--runtime, --precision and --threads (predict and serve)."""
+    p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
+                   help="torch (default); onnx: the run's ONNX export under onnxruntime; openvino: the same export "
+                        "compiled by OpenVINO (RUN or RUN/export, written by `gazeclip export`)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto",
+                   help="auto (default): bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and bf16-capable GPUs, "
+                        "else fp32 (torch and openvino); with --runtime onnx, int8 when exported, else fp32")
+    p.add_argument("--threads", type=int, help="CPU threads of torch, onnxruntime and OpenVINO (default: torch's, "
+                   "one per core; on a machine shared with other jobs fewer threads can be faster)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     p.add_argument("--run", required=True, help="run folder written by `gazeclip train`")
@@ -39,16 +52,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, help="videos: sample N frames spread evenly (default 16)")
     p.add_argument("--per-frame", action="store_true", help="videos: also print a record per sampled frame and face")
     p.add_argument("--device", default="auto")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="torch, or onnx: the run's ONNX export under onnxruntime (RUN or RUN/export, written by "
-                        "`gazeclip export`)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto",
-                   help="auto (default): bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and bf16-capable GPUs, "
-                        "else fp32; with --runtime onnx, int8 when exported, else fp32")
-    p.add_argument("--threads", type=int, help="CPU threads of torch and onnxruntime (default: torch's, one per "
-                   "core; on a machine shared with other jobs fewer threads can be faster)")
+    add_runtime_arguments(p)
     p.add_argument("--face-cache", help="cache folder for face/gaze records (default: none)")
     p.add_argument("--quiet", action="store_true")
+
+
+def runtime_options(args: argparse.Namespace) -> dict:
+    """The loader options of `add_runtime_arguments` (sets torch's thread count, which onnxruntime
+    and OpenVINO follow); ValueError for a precision the runtime does not have."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+    if args.precision == "int8" and args.runtime != "onnx":
+        raise ValueError("--precision int8 needs --runtime onnx (an export made with --int8)")
+    return {"precision": args.precision, "runtime": args.runtime}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,15 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fps is not None and args.frames is not None:
         print("gazeclip predict: give --fps or --frames, not both", file=sys.stderr)
         return 2
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
     try:
-        if args.precision == "int8" and args.runtime != "onnx":
-            raise ValueError("--precision int8 needs --runtime onnx (an export made with --int8)")
-        det = load(args.run, args.device, face_cache=args.face_cache, precision=args.precision,
-                   runtime=args.runtime)
+        det = load(args.run, args.device, face_cache=args.face_cache, **runtime_options(args))
         video = VideoOptions(fps=args.fps, frames=args.frames)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip predict: {e}", file=sys.stderr)

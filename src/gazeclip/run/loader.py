@@ -1,6 +1,6 @@
 """Loading a trained run for any mode (evaluation, inference, export, explain): `load_run(RUN)`
 validates every file of the run folder and returns a `LoadedRun` with its model, taxonomy and
-calibrated thresholds, under the torch or the onnx runtime."""
+calibrated thresholds, under the torch, onnx or openvino runtime."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,6 +17,8 @@ from .folder import load_run_config, read_taxonomy, same_taxonomy
 from .modeling import gaze_dim_of, load_pretrained, preprocess_of
 from .onnx_runtime import OnnxModel, find_export, resolve_onnx_precision
 
+RUNTIMES = ("torch", "onnx", "openvino")
+
 
 @dataclass
 class LoadedRun:
@@ -26,8 +28,8 @@ class LoadedRun:
     model: torch.nn.Module
     device: torch.device
     unknown_threshold: float | None
-    runtime: str = "torch"     # torch | onnx
-    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch) | int8 (onnx)
+    runtime: str = "torch"     # torch | onnx | openvino
+    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch, openvino) | int8 (onnx)
     inference: bool = False    # prepared for inference only (LoRA merged): predict, export
     gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
     _sources: dict = field(default_factory=dict, repr=False, compare=False)
@@ -71,12 +73,14 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     CUDA devices with bf16, else fp32. The gaze network of `face_source` runs in the same precision.
     runtime onnx: the run's ONNX export (RUN itself or RUN/export, see `gazeclip export`) under
     onnxruntime on the CPU; precision auto = int8 when exported, else fp32.
+    runtime openvino: the same export's model.onnx compiled by OpenVINO for the CPU; precision
+    auto = bf16 on CPUs with native bf16, else fp32 (run/openvino_runtime.py).
     """
-    if runtime not in ("torch", "onnx"):
-        raise ValueError(f"runtime {runtime!r}: use torch or onnx")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: use {', '.join(RUNTIMES)}")
     run_dir = Path(run_dir)
-    if runtime == "onnx":
-        return _load_onnx_run(run_dir, device, precision)
+    if runtime != "torch":
+        return _load_export_run(run_dir, device, precision, runtime)
     cfg = load_run_config(run_dir)
     if not (run_dir / "model").is_dir():
         raise FileNotFoundError(f"{run_dir}: the run has no trained model yet (no model/); "
@@ -105,19 +109,27 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
                      detection_threshold=det)
 
 
-def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
-    """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel`."""
+def _load_export_run(run_dir: Path, device: str, precision: str | None, runtime: str) -> LoadedRun:
+    """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel` (onnxruntime)
+    or an `OpenVinoModel`."""
     if device not in ("auto", "cpu"):
-        raise ValueError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
+        raise ValueError(f"--device {device}: the {runtime} runtime runs on the CPU; use --device cpu")
     run_dir = find_export(run_dir)
     cfg = load_run_config(run_dir)
     tx_path = run_dir / "taxonomy.json"
     if not tx_path.is_file():
         raise FileNotFoundError(f"{tx_path}: missing; export the run again with `gazeclip export`")
     cal = load_calibration(run_dir) or {}
-    prec = resolve_onnx_precision(run_dir, precision)
+    if runtime == "openvino":
+        from .openvino_runtime import OpenVinoModel, resolve_openvino_precision
+
+        prec = resolve_openvino_precision(precision)
+        model = OpenVinoModel(run_dir, prec)
+    else:
+        prec = resolve_onnx_precision(run_dir, precision)
+        model = OnnxModel(run_dir, prec)
     # the gaze network stays in torch: bf16 where auto would pick it for the image tower
     gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu")) is not None else "fp32"
-    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), OnnxModel(run_dir, prec), torch.device("cpu"),
-                     cal.get("unknown_threshold"), runtime="onnx", precision=prec, inference=True,
+    return LoadedRun(run_dir, cfg, read_taxonomy(tx_path), model, torch.device("cpu"),
+                     cal.get("unknown_threshold"), runtime=runtime, precision=prec, inference=True,
                      gaze_precision=gaze, detection_threshold=cal.get("detection_threshold"))

@@ -47,11 +47,15 @@ class OnnxModel:
             hint = " --int8" if precision == "int8" else ""
             raise FileNotFoundError(f"{path}: not exported; run `gazeclip export --run RUN --out {folder}{hint}`")
         self.folder, self.path, self.precision, self.meta = folder, path, precision, meta
-        self.session = session(path, threads)
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        self._open(path, threads)
         self.preprocess = ImagePreprocess(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]))
         self.gaze_feature_dim = int(meta["gaze_feature_dim"])
         self.model_name = meta["model"]
+
+    def _open(self, path: Path, threads: int | None) -> None:
+        """The runtime's session for `path` (the OpenVINO model, run/openvino_runtime.py, has its own)."""
+        self.session = session(path, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
     def eval(self) -> "OnnxModel":
         return self

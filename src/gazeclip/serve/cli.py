@@ -1,6 +1,7 @@
 """`gazeclip serve --run RUN [--host 127.0.0.1] [--port 8000]`: the HTTP service and its web page.
 
     gazeclip serve --run demo-out/runs/gazeclip-p2
+    gazeclip serve --run demo-out/runs/gazeclip-p2 --runtime openvino     # its export, compiled by OpenVINO
     # open http://127.0.0.1:8000/ , or:
     curl -F files=@photo.jpg http://127.0.0.1:8000/v1/predict
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..inference.cli import add_runtime_arguments, runtime_options
 from .app import DEFAULT_MAX_PENDING, DEFAULT_MAX_UPLOAD_MB
 
 
@@ -17,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
+    add_runtime_arguments(p)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest request body accepted (default {DEFAULT_MAX_UPLOAD_MB:g} MB); larger ones get 413")
     p.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
@@ -28,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from .app import create_app
 
     try:
-        det = load(args.run, args.device)
+        det = load(args.run, args.device, **runtime_options(args))
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"gazeclip serve: {e}", file=sys.stderr)
         return 1
