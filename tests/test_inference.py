@@ -257,8 +257,41 @@ def test_openvino_runtime_matches_torch_fp32_and_bf16_within_001(exported):
         same = got16.attribution_logits.argmax(1) == ref.attribution_logits.argmax(1)
         assert same[clear].all(), n
         assert (got16.p_fake - ref.p_fake).abs().max() < 0.01, n
-    with pytest.raises(ValueError, match="openvino"):
+    with pytest.raises(FileNotFoundError, match="--openvino-int8"):  # not made by this fixture
         load_run(run, "cpu", precision="int8", runtime="openvino")
+
+
+def test_openvino_int8_by_nncf_calibrated_on_val_and_checked_by_sha256(exported, tmp_path, capsys):
+    """`gazeclip export --openvino-int8` on an existing export: NNCF int8 calibrated on the run's
+    validation split; it runs behind the same interface, `auto` picks it, its quality delta vs fp32
+    is measured and recorded (not bounded: int8), and a damaged weight file is refused by name."""
+    import shutil
+
+    pytest.importorskip("nncf")
+    from gazeclip.cli import main
+    from gazeclip.errors import DamagedFileError
+    from gazeclip.run.loader import load_run
+
+    data, run = exported
+    exp = tmp_path / "export"
+    shutil.copytree(run / "export", exp)
+    assert main(["export", "--run", str(run), "--out", str(exp), "--openvino-int8"]) == 0
+    assert "validation faces" in capsys.readouterr().out
+    q = json.loads((exp / "openvino-int8" / "quantization.json").read_text())
+    assert q["calibration"]["split"] == "val" and q["calibration"]["items"] == 6  # the fixture's val split, whole
+    assert 0.0 <= q["parity_on_calibration_items"]["max_abs_p_fake_diff_vs_fp32"] < 1.0
+    r8 = load_run(exp, "cpu", runtime="openvino")  # auto: int8 when made
+    r32 = load_run(exp, "cpu", runtime="openvino", precision="fp32")
+    assert (r8.precision, r8.model.path.name) == ("int8", "model.xml")
+    b = _batch(3, seed=2)
+    got, ref = r8.model(b), r32.model(b)
+    assert got.p_fake.shape == (3,) and torch.isfinite(got.attribution_logits).all()
+    print(f"tiny run, openvino int8 vs fp32: max |p_fake diff| {(got.p_fake - ref.p_fake).abs().max():.4f}")
+    with open(exp / "openvino-int8" / "model.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(DamagedFileError, match="model.bin.*sha256"):
+        load_run(exp, "cpu", runtime="openvino", precision="int8")
 
 
 def test_openvino_refuses_an_opset_17_export(exported, tmp_path):

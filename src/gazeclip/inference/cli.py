@@ -37,7 +37,7 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
                         "compiled by OpenVINO (RUN or RUN/export, written by `gazeclip export`)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto",
                    help="auto (default): bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and bf16-capable GPUs, "
-                        "else fp32 (torch and openvino); with --runtime onnx, int8 when exported, else fp32")
+                        "else fp32; with --runtime onnx or openvino, int8 when exported (--int8, --openvino-int8)")
     p.add_argument("--threads", type=int, help="CPU threads of torch, onnxruntime and OpenVINO (default: torch's, "
                    "one per core; on a machine shared with other jobs fewer threads can be faster)")
 
@@ -64,8 +64,9 @@ def runtime_options(args: argparse.Namespace) -> dict:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    if args.precision == "int8" and args.runtime != "onnx":
-        raise ValueError("--precision int8 needs --runtime onnx (an export made with --int8)")
+    if args.precision == "int8" and args.runtime == "torch":
+        raise ValueError("--precision int8 needs --runtime onnx (an export made with --int8) or --runtime openvino "
+                         "(one made with --openvino-int8)")
     return {"precision": args.precision, "runtime": args.runtime}
 
 

@@ -74,7 +74,8 @@ def load_run(run_dir: str | Path, device: str = "auto", precision: str | None = 
     runtime onnx: the run's ONNX export (RUN itself or RUN/export, see `gazeclip export`) under
     onnxruntime on the CPU; precision auto = int8 when exported, else fp32.
     runtime openvino: the same export's model.onnx compiled by OpenVINO for the CPU; precision
-    auto = bf16 on CPUs with native bf16, else fp32 (run/openvino_runtime.py).
+    auto = int8 when `gazeclip export --openvino-int8` made one, else bf16 on CPUs with native bf16,
+    else fp32 (run/openvino_runtime.py).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r}: use {', '.join(RUNTIMES)}")
@@ -123,7 +124,7 @@ def _load_export_run(run_dir: Path, device: str, precision: str | None, runtime:
     if runtime == "openvino":
         from .openvino_runtime import OpenVinoModel, resolve_openvino_precision
 
-        prec = resolve_openvino_precision(precision)
+        prec = resolve_openvino_precision(run_dir, precision)
         model = OpenVinoModel(run_dir, prec)
     else:
         prec = resolve_onnx_precision(run_dir, precision)
