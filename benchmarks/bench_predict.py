@@ -86,9 +86,10 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=24, help="image files (the pulled photos, cycled)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--runtimes", default="onnx-int8,openvino-bf16,openvino-fp32",
+    ap.add_argument("--runtimes", default="onnx-int8,openvino-fp32,openvino-bf16,openvino-int8",
                     help="export runtimes to time besides torch fp32 and bf16, RUNTIME-PRECISION comma-separated "
-                         "(onnx-fp32, onnx-int8, openvino-fp32, openvino-bf16); empty: torch only")
+                         "(onnx-fp32, onnx-int8, openvino-fp32, openvino-bf16, openvino-int8: when RUN/export has "
+                         "it); empty: torch only")
     args = ap.parse_args()
 
     import torch
@@ -101,9 +102,10 @@ def main() -> int:
     from gazeclip.run.loader import load_run
     from gazeclip.export.exporter import export_run
     from gazeclip.run.onnx_runtime import find_export, read_export_meta
-    from gazeclip.run.openvino_runtime import MIN_OPSET
+    from gazeclip.run.openvino_runtime import INT8_DIR, MIN_OPSET
     from gazeclip.inference.predict import _concat, predict_paths
     from gazeclip.faces.geometry import Camera
+    from gazeclip.gaze.pipeline import DETECT_WORKERS, _map_detect
     from gazeclip.faces.io import decode_image
     from gazeclip.models.backbones import create_backbone
     from gazeclip.models.interface import Batch
@@ -137,6 +139,10 @@ def main() -> int:
                 print(f"exported {run_dir} to ONNX fp32 + int8 in {time.perf_counter() - t:.0f} s")
             for name in exporting:
                 runtime, precision = name.split("-")
+                if name == "openvino-int8" and not (exp / INT8_DIR).is_dir():
+                    print(f"openvino int8: skipped, {exp} has no {INT8_DIR}/ (`gazeclip export --openvino-int8` "
+                          "calibrates it on a trained run's validation split)")
+                    continue
                 variants[f"{runtime} {precision}"] = dict(runtime=runtime, precision=precision, _dir=exp)
         runs = {}
         for name, kw in variants.items():
@@ -225,10 +231,10 @@ def main() -> int:
         b8 = blobs[:8]
         est16 = runs["torch bf16"].face_source().estimator  # the same network, set to bf16 (BN folded)
 
-        def chain_b8(e):
+        def chain_b8(e, workers=1):
             def f():
-                fs = [f for b in b8 for f in fa.detect(decode_image(b))]
-                e.estimate(fs)
+                per = _map_detect(fa, lambda a, b: a.detect(decode_image(b)), b8, workers)
+                e.estimate([f for fs in per for f in fs])
             return f
 
         # warm-up (oneDNN primitive caches, MediaPipe graphs, onnxruntime arenas, OpenVINO's first infer)
@@ -251,6 +257,7 @@ def main() -> int:
             "crop preprocessing (to tensors)": lambda: ref.preprocess(samples.crops),
             "faces + gaze chain, batch 8, fp32 gaze": chain_b8(est),
             "faces + gaze chain, batch 8, bf16 gaze": chain_b8(est16),
+            f"faces + gaze chain, batch 8, bf16 gaze, {DETECT_WORKERS} detection threads": chain_b8(est16, DETECT_WORKERS),
         }
         res = {k: [] for k in [*fns, *stage]}
         for _ in range(args.repeats):
@@ -288,6 +295,9 @@ def main() -> int:
         for g in ("fp32", "bf16"):
             fg = med[f"faces + gaze chain, batch 8, {g} gaze"]
             print(f"  faces + gaze at batch 8, {g} gaze network: {fg:.1f} ms/face   (aim <= 50)")
+        fg = med[f"faces + gaze chain, batch 8, bf16 gaze, {DETECT_WORKERS} detection threads"]
+        print(f"  faces + gaze at batch 8, bf16 gaze, {DETECT_WORKERS} detection threads (predict's default): "
+              f"{fg:.1f} ms/face; 1 thread / {DETECT_WORKERS}: {med['faces + gaze chain, batch 8, bf16 gaze'] / fg:.2f}x")
 
         p32, p16 = gemm_peak(torch.float32, args.threads), gemm_peak(torch.bfloat16, args.threads)
         limit = tower_gflops / p16 * 1000
