@@ -105,7 +105,6 @@ def main() -> int:
     from gazeclip.run.openvino_runtime import INT8_DIR, MIN_OPSET
     from gazeclip.inference.predict import _concat, predict_paths
     from gazeclip.faces.geometry import Camera
-    from gazeclip.gaze.pipeline import DETECT_WORKERS, _map_detect
     from gazeclip.faces.io import decode_image
     from gazeclip.models.backbones import create_backbone
     from gazeclip.models.interface import Batch
@@ -231,10 +230,10 @@ def main() -> int:
         b8 = blobs[:8]
         est16 = runs["torch bf16"].face_source().estimator  # the same network, set to bf16 (BN folded)
 
-        def chain_b8(e, workers=1):
+        def chain_b8(e):
             def f():
-                per = _map_detect(fa, lambda a, b: a.detect(decode_image(b)), b8, workers)
-                e.estimate([f for fs in per for f in fs])
+                fs = [f for b in b8 for f in fa.detect(decode_image(b))]
+                e.estimate(fs)
             return f
 
         # warm-up (oneDNN primitive caches, MediaPipe graphs, onnxruntime arenas, OpenVINO's first infer)
@@ -257,7 +256,6 @@ def main() -> int:
             "crop preprocessing (to tensors)": lambda: ref.preprocess(samples.crops),
             "faces + gaze chain, batch 8, fp32 gaze": chain_b8(est),
             "faces + gaze chain, batch 8, bf16 gaze": chain_b8(est16),
-            f"faces + gaze chain, batch 8, bf16 gaze, {DETECT_WORKERS} detection threads": chain_b8(est16, DETECT_WORKERS),
         }
         res = {k: [] for k in [*fns, *stage]}
         for _ in range(args.repeats):
@@ -295,9 +293,6 @@ def main() -> int:
         for g in ("fp32", "bf16"):
             fg = med[f"faces + gaze chain, batch 8, {g} gaze"]
             print(f"  faces + gaze at batch 8, {g} gaze network: {fg:.1f} ms/face   (aim <= 50)")
-        fg = med[f"faces + gaze chain, batch 8, bf16 gaze, {DETECT_WORKERS} detection threads"]
-        print(f"  faces + gaze at batch 8, bf16 gaze, {DETECT_WORKERS} detection threads (predict's default): "
-              f"{fg:.1f} ms/face; 1 thread / {DETECT_WORKERS}: {med['faces + gaze chain, batch 8, bf16 gaze'] / fg:.2f}x")
 
         p32, p16 = gemm_peak(torch.float32, args.threads), gemm_peak(torch.bfloat16, args.threads)
         limit = tower_gflops / p16 * 1000

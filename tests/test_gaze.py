@@ -225,22 +225,6 @@ def test_analyze_paths_reports_bad_file_and_goes_on(models, tmp_path):
 
 
 @pytest.mark.real
-def test_detection_threads_give_the_one_thread_records_in_order(models, tmp_path):
-    from gazeclip.gaze import pipeline
-    from gazeclip.weights import asset_path
-
-    fa, est = models
-    paths = _paths(tmp_path) + [str(asset_path(p)) for p in ("photo-obama-fr", "photo-grace-hopper")]
-    one = analyze_paths(paths, fa, est, workers=1)
-    two = analyze_paths(paths, fa, est, workers=2, batch_size=4)
-    assert [r.path for r in two] == paths
-    for a, b in zip(one, two):
-        assert json.dumps(to_json_dict(a, landmarks=True)) == json.dumps(to_json_dict(b, landmarks=True))
-    # the second thread's analyzer (its own MediaPipe tasks) is built once and kept
-    assert pipeline._analyzers(fa, 2)[1] is pipeline._analyzers(fa, 2)[1] is not fa
-
-
-@pytest.mark.real
 def test_cache_second_run_identical(models, tmp_path):
     fa, est = models
     paths = _paths(tmp_path)

@@ -6,7 +6,6 @@ becomes `ImageFaces(path, error=...)` and the others go on.
 from __future__ import annotations
 
 import os
-import weakref
 from typing import Iterable, Iterator
 
 from ..faces import FaceAnalyzer, ImageReadError
@@ -26,67 +25,10 @@ def _config(analyzer: FaceAnalyzer, estimator: GazeEstimator | None) -> dict:
             "pipeline": PIPELINE_VERSION}
 
 
-# design choice, not from the paper: faces of up to 2 images are detected at once, each thread
-# with its own MediaPipe tasks (they are not thread-safe); decoding and MediaPipe's graph release
-# the GIL. Measured on the shared 2-core machine (docs/faces-gaze.md#many-images-at-once).
-DETECT_WORKERS = min(2, os.cpu_count() or 1)
-
-
-_CLONES: "weakref.WeakKeyDictionary[FaceAnalyzer, list[FaceAnalyzer]]" = weakref.WeakKeyDictionary()
-
-
-def _analyzers(analyzer: FaceAnalyzer, n: int) -> list[FaceAnalyzer]:
-    """`analyzer` and n - 1 copies of it, each with its own MediaPipe tasks (built on first use),
-    kept for the analyzer's lifetime so that a long-lived caller builds them once."""
-    import copy
-
-    clones = _CLONES.setdefault(analyzer, [])
-    while len(clones) < n - 1:
-        clones.append(copy.copy(analyzer))  # __getstate__ drops the tasks: the copy builds its own
-    return [analyzer, *clones[: n - 1]]
-
-
-def _map_detect(analyzer: FaceAnalyzer, fn, items: list, workers: int) -> list:
-    """[fn(analyzer_i, item)] in order; item k goes to thread k % workers and its own analyzer."""
-    workers = max(1, min(workers, len(items)))
-    if workers == 1:
-        return [fn(analyzer, x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    ans = _analyzers(analyzer, workers)
-    with ThreadPoolExecutor(workers, thread_name_prefix="faces") as pool:
-        parts = list(pool.map(lambda i: [fn(ans[i], x) for x in items[i::workers]], range(workers)))
-    out = [None] * len(items)
-    for i, part in enumerate(parts):
-        out[i::workers] = part
-    return out
-
-
-def _detect_file(analyzer: FaceAnalyzer, cache: GazeCache | None, path: str) -> tuple[ImageFaces, str | None, bool]:
-    """(result, content digest, computed here) for one file: a cache hit, its faces, or its error."""
-    try:
-        data = read_bytes(path)
-        digest = content_hash(data) if cache else None  # hashing a large photo is not free
-        hit = cache.get(digest, path) if cache else None
-        if hit is not None:
-            return hit, digest, False
-        image = decode_image(data, path)
-        faces = analyzer.detect(image)
-        return (ImageFaces(path=path, faces=[FaceGaze(face=f, gaze=None) for f in faces],
-                           size=(int(image.shape[1]), int(image.shape[0]))), digest, True)
-    except ImageReadError as e:
-        return ImageFaces(path=path, error=str(e)), None, False
-    except Exception as e:  # noqa: BLE001 - a batch job reports the bad item and goes on
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        return ImageFaces(path=path, error=f"{path}: {type(e).__name__}: {msg}"), None, False
-
-
 def iter_analyze(paths: Iterable[str | os.PathLike], analyzer: FaceAnalyzer | None = None,
                  estimator: GazeEstimator | None = None, cache_dir: str | os.PathLike | None = None,
-                 batch_size: int = 8, progress: bool = False, gaze: bool = True,
-                 workers: int | None = None) -> Iterator[ImageFaces]:
-    """Yield one `ImageFaces` per path, in order; the estimator runs once per `batch_size` images,
-    and the faces of a batch's images are detected by `workers` threads (default DETECT_WORKERS)."""
+                 batch_size: int = 8, progress: bool = False, gaze: bool = True) -> Iterator[ImageFaces]:
+    """Yield one `ImageFaces` per path, in order; the estimator runs once per `batch_size` images."""
     paths = [str(p) for p in paths]
     analyzer = analyzer or FaceAnalyzer()
     if gaze and estimator is None:
@@ -99,11 +41,29 @@ def iter_analyze(paths: Iterable[str | os.PathLike], analyzer: FaceAnalyzer | No
         from tqdm import tqdm
 
         bar = tqdm(total=len(paths), unit="img", desc="faces+gaze")
-    workers = DETECT_WORKERS if workers is None else workers
     for start in range(0, len(paths), max(1, batch_size)):
         chunk = paths[start:start + batch_size]
-        done = _map_detect(analyzer, lambda a, p: _detect_file(a, cache, p), chunk, workers)
-        pending = [(r, digest) for r, digest, new in done if new]  # computed here, to be cached
+        results: list[ImageFaces] = []
+        pending: list[tuple[ImageFaces, str | None]] = []  # computed here, to be cached
+        for path in chunk:
+            try:
+                data = read_bytes(path)
+                digest = content_hash(data) if cache else None  # hashing a large photo is not free
+                hit = cache.get(digest, path) if cache else None
+                if hit is not None:
+                    results.append(hit)
+                    continue
+                image = decode_image(data, path)
+                faces = analyzer.detect(image)
+                imf = ImageFaces(path=path, faces=[FaceGaze(face=f, gaze=None) for f in faces],
+                                 size=(int(image.shape[1]), int(image.shape[0])))
+                results.append(imf)
+                pending.append((imf, digest))
+            except ImageReadError as e:
+                results.append(ImageFaces(path=path, error=str(e)))
+            except Exception as e:  # noqa: BLE001 - a batch job reports the bad item and goes on
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                results.append(ImageFaces(path=path, error=f"{path}: {type(e).__name__}: {msg}"))
         if estimator is not None:
             todo = [fg for imf, _ in pending for fg in imf.faces]
             if todo:
@@ -112,7 +72,7 @@ def iter_analyze(paths: Iterable[str | os.PathLike], analyzer: FaceAnalyzer | No
         if cache is not None:
             for imf, digest in pending:
                 cache.put(digest, imf)
-        for r, _, _ in done:
+        for r in results:
             if bar is not None:
                 bar.update(1)
             yield r
@@ -122,10 +82,9 @@ def iter_analyze(paths: Iterable[str | os.PathLike], analyzer: FaceAnalyzer | No
 
 def analyze_paths(paths: Iterable[str | os.PathLike], analyzer: FaceAnalyzer | None = None,
                   estimator: GazeEstimator | None = None, cache_dir: str | os.PathLike | None = None,
-                  batch_size: int = 8, progress: bool = False, gaze: bool = True,
-                  workers: int | None = None) -> list[ImageFaces]:
+                  batch_size: int = 8, progress: bool = False, gaze: bool = True) -> list[ImageFaces]:
     """Faces and gaze of every file, in order; bad files come back with `error` set."""
-    return list(iter_analyze(paths, analyzer, estimator, cache_dir, batch_size, progress, gaze, workers))
+    return list(iter_analyze(paths, analyzer, estimator, cache_dir, batch_size, progress, gaze))
 
 
 def analyze_image(image, analyzer: FaceAnalyzer | None = None, estimator: GazeEstimator | None = None,
