@@ -14,7 +14,8 @@ writes, next to the export's files,
 
 Unlike onnxruntime's dynamic int8 (`--int8`), activations are quantised with ranges measured on
 real validation faces, so no per-call quantisation pass is needed: measured here (AVX512-VNNI,
-no AMX) 1.6x faster than onnxruntime int8 and 2.0x faster than OpenVINO bf16 for the model.
+no AMX, bench_predict.py) 1.6x faster than onnxruntime int8 and 1.75x faster than OpenVINO bf16 for
+the model.
 NNCF is optional: `pip install nncf==3.4.0` (it installs within the pinned torch).
 """
 from __future__ import annotations
