@@ -14,7 +14,7 @@ from gazeclip.run.config import TrainConfig
 from gazeclip.registry import UnknownNameError
 
 # fields without a flag, on purpose: a mapping and a tuple (YAML / --set only), a testing switch
-NO_FLAG = {"model_overrides", "betas", "interrupt_after_steps"}
+NO_FLAG = {"model_overrides", "betas", "interrupt_after_steps", "abstain_rules"}
 
 
 @dataclass
