@@ -47,7 +47,8 @@ def test_gaze_probe_cli_output_shape(smoke, caches, tmp_path):
         sum(1 for r in read_manifest(smoke) if r.split == "test")
     md = (out / "probe.md").read_text()
     auc_table = md.split("## Detection AUC against real")[1].split("##")[0]
-    assert sum(line.startswith("| ") for line in auc_table.splitlines()) == 1 + len(rep["fakes"]) + 1  # head + classes + all
+    rows = [line for line in auc_table.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    assert len(rows) == 1 + len(rep["fakes"]) + 1  # head + classes + all
     assert (out / "probe.png").stat().st_size > 10_000
 
 

@@ -186,7 +186,7 @@ def collect_items(data_dir: str | Path, protocol: str = "P2", split: str = "test
             key = f"{r.split}/{r.cls}"
             no_gaze[key] = no_gaze.get(key, 0) + 1
             continue
-        crop, vec, py, feat, _, _ = face_arrays(fg, size, source.gaze_dim)
+        crop, vec, py, feat = face_arrays(fg, size, source.gaze_dim)[:4]
         h = fg.face.head
         keep.append(i)
         cols["py"].append(py)
