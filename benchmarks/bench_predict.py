@@ -287,9 +287,10 @@ def main() -> int:
             if name.startswith("torch"):
                 continue
             for base in ("torch fp32", "torch bf16"):
-                print(f"  {base} / {name}, model (CLIP + heads): "
-                      f"{med[f'{base}: model (CLIP + heads)'] / med[f'{name}: model (CLIP + heads)']:.2f}x; "
-                      f"predict end to end: {med[f'{base}: predict end to end'] / med[f'{name}: predict end to end']:.2f}x")
+                ratio = {w: med[f"{base}: {w}"] / med[f"{name}: {w}"] for w in ("model (CLIP + heads)",
+                                                                                 "predict end to end")}
+                print(f"  {base} / {name}, model (CLIP + heads): {ratio['model (CLIP + heads)']:.2f}x; "
+                      f"predict end to end: {ratio['predict end to end']:.2f}x")
         for g in ("fp32", "bf16"):
             fg = med[f"faces + gaze chain, batch 8, {g} gaze"]
             print(f"  faces + gaze at batch 8, {g} gaze network: {fg:.1f} ms/face   (aim <= 50)")

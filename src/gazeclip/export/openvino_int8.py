@@ -44,7 +44,8 @@ def calibration_feeds(export_dir: Path, data_dir: str | Path | None, n: int) -> 
     cfg = load_run_config(export_dir)
     data = Path(data_dir or read_run_yaml(export_dir).get("data") or "")
     if not (data / "manifest.csv").is_file():
-        raise FileNotFoundError(f"{data}: no manifest.csv to calibrate int8 on; pass --data DIR (the run's data folder)")
+        raise FileNotFoundError(f"{data}: no manifest.csv to calibrate int8 on; pass --data DIR (the run's data "
+                                "folder)")
     rows = read_manifest(data)
     val = select_rows(rows, load_protocol(data, cfg.protocol, rows), "val")
     meta = read_export_meta(export_dir)
@@ -84,19 +85,18 @@ def quantize_openvino_int8(export_dir: str | Path, data_dir: str | Path | None =
         # agreement with the fp32 graph on the calibration items (the test split is `gazeclip eval`'s)
         ref, got = compile_cpu(export_dir / FILES["fp32"], "fp32"), compile_cpu(tmp / "model.xml", "fp32")
         ref_in, got_in = input_names(ref), input_names(got)
-        p = {k: [] for k in ("ref_p", "got_p", "ref_c", "got_c")}
+        outs = {"ref": [], "got": []}
         for f in feeds:
-            a, b = ref({i: f[n] for i, n in ref_in.items()}), got({i: f[n] for i, n in got_in.items()})
-            p["ref_p"].append(a[ref.output("p_fake")]), p["got_p"].append(b[got.output("p_fake")])
-            p["ref_c"].append(a[ref.output("attribution_logits")].argmax(1))
-            p["got_c"].append(b[got.output("attribution_logits")].argmax(1))
-        p = {k: np.concatenate(v) for k, v in p.items()}
-        meta = {"format": INT8_FORMAT, "source": FILES["fp32"], "files": {f: sha256_of(tmp / f) for f in ("model.xml", "model.bin")},
+            for key, c, names_in in (("ref", ref, ref_in), ("got", got, got_in)):
+                r = c({port: f[name] for port, name in names_in.items()})
+                outs[key].append((r[c.output("p_fake")], r[c.output("attribution_logits")].argmax(1)))
+        (p_ref, c_ref), (p_got, c_got) = ([np.concatenate(v) for v in zip(*outs[k])] for k in ("ref", "got"))
+        meta = {"format": INT8_FORMAT, "source": FILES["fp32"],
+                "files": {f: sha256_of(tmp / f) for f in ("model.xml", "model.bin")},
                 "calibration": {"split": "val", "items": len(feeds), "data": str(data.resolve()),
                                 "method": "nncf.quantize, ModelType.TRANSFORMER"},
-                "parity_on_calibration_items": {
-                    "max_abs_p_fake_diff_vs_fp32": float(np.abs(p["got_p"] - p["ref_p"]).max()),
-                    "argmax_agreement": float((p["got_c"] == p["ref_c"]).mean())},
+                "parity_on_calibration_items": {"max_abs_p_fake_diff_vs_fp32": float(np.abs(p_got - p_ref).max()),
+                                                "argmax_agreement": float((c_got == c_ref).mean())},
                 "versions": {k: version(k) for k in ("nncf", "openvino")}}
         (tmp / "quantization.json").write_text(json.dumps(meta, indent=2) + "\n")
         dest = export_dir / INT8_DIR

@@ -29,7 +29,7 @@ class LoadedRun:
     device: torch.device
     unknown_threshold: float | None
     runtime: str = "torch"     # torch | onnx | openvino
-    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch, openvino) | int8 (onnx)
+    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch, openvino) | int8 (onnx, openvino)
     inference: bool = False    # prepared for inference only (LoRA merged): predict, export
     gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
     _sources: dict = field(default_factory=dict, repr=False, compare=False)

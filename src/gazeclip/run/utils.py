@@ -90,8 +90,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
     auto: bf16 on CUDA devices with native bf16 (compute capability >= 8) and on CPUs with native
     bf16 (AMX or AVX512-BF16, `cpu_native_bf16`); fp32 elsewhere (an AVX2 CPU emulates bf16, slower
-    than fp32). Measured on an AVX512-BF16 CPU without AMX: a GazeCLIP training epoch ~1.5x and
-    inference ~1.9x faster in bf16 (docs/engine.md#precision); AMX gains more."""
+    than fp32). Measured on an AVX512-BF16 CPU without AMX: a GazeCLIP training epoch 1.7-2.1x and
+    the model at inference 2.2x faster in bf16 (docs/engine.md#precision); AMX gains more."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
