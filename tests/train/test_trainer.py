@@ -83,6 +83,25 @@ def test_ddp_two_processes_match_single(synthetic_data, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
 
 
+def test_bf16_training_shares_the_fp32_feature_cache_and_follows_fp32(syn, tmp_path):
+    import json
+
+    cache = tmp_path / "cache"
+    a = train(cfg(epochs=1, precision="fp32", cache_dir=str(cache)), syn, tmp_path / "fp32")
+    n_entries = len(list(cache.rglob("*.npz")))
+    b = train(cfg(epochs=1, precision="bf16", cache_dir=str(cache)), syn, tmp_path / "bf16")
+    # the cache holds fp32 states whatever the training precision: one prefix folder, nothing added
+    assert len([d for d in cache.iterdir() if d.is_dir()]) == 1
+    assert len(list(cache.rglob("*.npz"))) == n_entries
+    assert json.loads((tmp_path / "bf16" / "summary.json").read_text())["precision"] == "bf16"
+    assert json.loads((tmp_path / "fp32" / "summary.json").read_text())["precision"] == "fp32"
+    la, lb = a.history[0]["train_loss"], b.history[0]["train_loss"]
+    assert abs(la - lb) < 0.05 * abs(la), (la, lb)
+    # the saved weights are fp32 (master weights), whatever the step computed in
+    w = final_weights(tmp_path / "bf16")
+    assert w and all(v.dtype == torch.float32 for v in w.values())
+
+
 def test_feature_cache_roundtrip_and_fill(tmp_path):
     import numpy as np
 
