@@ -15,7 +15,7 @@ from gazeclip.registry import UnknownNameError
 
 # fields without a flag, on purpose: a mapping and lists (YAML / --set only), a testing switch
 NO_FLAG = {"model_overrides", "betas", "interrupt_after_steps", "self_blend_regions", "robust_augment_kinds",
-           "robust_augment_severity"}
+           "robust_augment_severity", "abstain_rules"}
 
 
 @dataclass

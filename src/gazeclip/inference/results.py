@@ -95,8 +95,9 @@ class FaceResult(_JSON):
     def from_record(cls, rec: dict) -> "FaceResult":
         g, h = rec.get("gaze"), rec.get("head")
         return cls(face=rec["face"], box=tuple(rec["box"]) if rec.get("box") else None, p_fake=rec["p_fake"],
-                   verdict=rec["verdict"], reason=rec.get("reason"), generator=rec.get("generator"), generator_prob=rec.get("generator_prob"),
-                   family=rec.get("family"), unknown_generator=bool(rec.get("unknown_generator")),
+                   verdict=rec["verdict"], reason=rec.get("reason"), generator=rec.get("generator"),
+                   generator_prob=rec.get("generator_prob"), family=rec.get("family"),
+                   unknown_generator=bool(rec.get("unknown_generator")),
                    gaze=GazeAngles(g["pitch"], g["yaw"], list(g.get("arrows", []))) if g else None,
                    head_pose=HeadAngles(h["pitch"], h["yaw"], h["roll"]) if h else None,
                    frame=rec.get("frame"), time=rec.get("time"), track=rec.get("track"), record=rec)
