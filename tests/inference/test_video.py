@@ -88,8 +88,8 @@ def test_topk_aggregation_and_short_tracks():
     assert topk_mean([0.2], 0.5) == pytest.approx(0.2)
     assert topk_mean([0.1, 0.2, 0.3], 0.5) == pytest.approx(0.25)  # ceil(1.5) = 2
 
-    class Run:  # the fallback threshold applies: 0.5
-        pass
+    class Run:  # a calibrated threshold (there is no fallback)
+        detection_threshold = 0.5
 
     def rec(track, p, time, gen="gan-a"):
         return {"track": track, "p_fake": p, "time": time, "generator": gen, "generator_prob": 0.6,

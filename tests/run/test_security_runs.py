@@ -81,7 +81,7 @@ def test_uncalibrated_run_refused_with_the_command_that_fixes_it(trained, tmp_pa
     assert main(["calibrate", "--run", str(run), "--quiet"]) == 0
     assert "wrote" in capsys.readouterr().out
     redone = json.loads((run / "calibration.json").read_text())
-    assert redone["version"] == 2 and redone["detection_threshold"] == pytest.approx(good["detection_threshold"])
+    assert redone["version"] == 3 and redone["detection_threshold"] == pytest.approx(good["detection_threshold"])
     rc, recs, _ = predict_json(capsys, [images[0], "--run", run])
     assert rc == 0 and recs[0]["p_fake"] is not None
 

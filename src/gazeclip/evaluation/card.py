@@ -66,7 +66,8 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 def auc_interval(classes: np.ndarray, p_fake: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95 % percentile bootstrap interval of the detection AUC (all fakes vs real) over test items."""
-    from .metrics import binary_auc, percentile_interval
+    from .bootstrap import percentile_interval
+    from .metrics import binary_auc
 
     y = classes != "real"
     rng = np.random.default_rng(seed)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..common import sha256_of
-from ..errors import DamagedFileError, GazeclipError
+from ..errors import DamagedFileError, GazeclipError, UsageError
 
 PIN_FILE = "reference.json"
 FORMAT = "gazeclip-reference/1"
@@ -128,7 +128,7 @@ def reference_dir(root: str | Path | None = None) -> Path:
 # ---------------------------------------------------------------- writing one (gazeclip reference pack)
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise ValueError(f"reference name {name!r}: use letters, digits, '.', '_' and '-' (up to 64 characters)")
+        raise UsageError(f"reference name {name!r}: use letters, digits, '.', '_' and '-' (up to 64 characters)")
     return name
 
 
@@ -156,14 +156,14 @@ def stage(run_dir: str | Path, root: str | Path | None = None, max_mb: float = M
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     if cfg.clip:
-        raise ValueError(f"{run_dir}: trained on the CLIP checkpoint {cfg.clip}, which the package cannot carry; "
+        raise UsageError(f"{run_dir}: trained on the CLIP checkpoint {cfg.clip}, which the package cannot carry; "
                          "pack a run of a pulled backbone (clip-b16-offline)")
     if not (run_dir / "model").is_dir() or not (run_dir / "taxonomy.json").is_file():
         raise FileNotFoundError(f"{run_dir}: not a finished run (no model/ or taxonomy.json); "
                                 "finish it with `gazeclip train --out RUN --resume`")
     cal = load_calibration(run_dir)
     if not cal or cal.get("detection_threshold") is None:
-        raise ValueError(f"{run_dir}/calibration.json: no calibrated detection threshold; "
+        raise UsageError(f"{run_dir}/calibration.json: no calibrated detection threshold; "
                          "run `gazeclip eval --run RUN --data DIR` first (it calibrates on validation)")
     root = reference_root(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def stage(run_dir: str | Path, root: str | Path | None = None, max_mb: float = M
         copy_pretrained(run_dir / "model", tmp / "model", torch.float16)
         size = sum((tmp / f).stat().st_size for f in FILES)
         if size > max_mb * 1e6:
-            raise ValueError(f"{run_dir}: the packed reference would be {size / 1e6:.1f} MB, over the "
+            raise UsageError(f"{run_dir}: the packed reference would be {size / 1e6:.1f} MB, over the "
                              f"{max_mb:g} MB the package may carry; pack a smaller model (fewer trainable weights)")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

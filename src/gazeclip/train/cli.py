@@ -17,6 +17,7 @@ import sys
 
 from ..cli import key_value as _kv
 from ..configfields import flag_fields
+from ..errors import UsageError
 from ..run.config import TrainConfig
 
 
@@ -70,7 +71,7 @@ def _refuse_model_fields(keys) -> None:
     model_fields = {f.name for c in (GazeCLIPConfig, LinearProbeConfig, ZeroShotConfig) for f in dataclasses.fields(c)}
     for k in keys:
         if k not in run_fields and k in model_fields:
-            raise ValueError(f"--set {k}: {k} is a model config field, not a run-config one; pass it as "
+            raise UsageError(f"--set {k}: {k} is a model config field, not a run-config one; pass it as "
                              f"--model-arg {k}=VALUE")
 
 

@@ -20,7 +20,7 @@ from gazeclip.data.synthetic import make_synthetic_dataset
 from gazeclip.errors import DamagedFileError
 from gazeclip.run.reference import ENV, FILES, PIN_FILE, NoReferenceError, read_pin
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # |p_fake(packed) - p_fake(run)| allowed per face. Measured on the 20 test images of this tiny run:
 # at most 1.0e-4 in predict's default precision (bf16 on this AVX512-BF16 CPU), 1.9e-5 in fp32
 # (the pack's own parity check); the float16 weights change p_fake by far less than this bound.
@@ -273,8 +273,8 @@ def test_real_gazeclip_fits_the_size_limit_and_predicts_a_photo(real_weights, tm
     create_model("gazeclip", backbone="clip-b16-offline", taxonomy=tx).save_pretrained(run / "model")
     (run / "config.yaml").write_text(yaml.safe_dump(TrainConfig(model="gazeclip", faces="detect").to_dict()))
     atomic_write_json(run / "taxonomy.json", taxonomy_to_dict(tx))
-    atomic_write_json(run / "calibration.json", {"version": 2, "unknown_threshold": 0.99, "quantile": 0.05,
-                                                 "detection_threshold": 0.5})
+    atomic_write_json(run / "calibration.json", {"version": 3, "unknown_threshold": 0.99, "quantile": 0.05,
+                                                 "detection_threshold": 0.5, "abstain": {}})
     photo = str(asset_path("photo-astronaut"))
     root = tmp_path / "ref"
     assert main(["reference", "pack", "--run", str(run), "--name", "b16", "--root", str(root), "--images", photo]) == 0
