@@ -1,14 +1,16 @@
-"""`predict` end to end against the bare CLIP image tower, and per stage, for torch fp32, torch
-bf16 and ONNX int8: milliseconds per face and faces per second.
+"""`predict` end to end against the bare CLIP image tower, and per stage, for each runtime (torch
+fp32 and bf16; the ONNX export under onnxruntime fp32/int8 and OpenVINO fp32/bf16): milliseconds
+per face and faces per second.
 
     .venv/bin/python benchmarks/bench_predict.py                    # an untrained GazeCLIP on clip-b16-offline
     .venv/bin/python benchmarks/bench_predict.py --run runs/gazeclip --n 24 --repeats 5
 
-Everything runs in one process with the same torch (and onnxruntime) thread count, on the same
+Everything runs in one process with the same torch (onnxruntime, OpenVINO) thread count, on the same
 face images (the real photos pulled by `gazeclip weights pull`, one face each, cycled to --n
 files); the variants are interleaved within each repeat, so load drift hits them alike. Speed
 does not depend on training, so without --run an untrained GazeCLIP run is written to a temp
-folder (and exported to ONNX int8 there; with --run, RUN/export is used when it has int8).
+folder (and exported to ONNX fp32 + int8 there; with --run, RUN/export is used when it has int8
+and opset >= 18, else a temp export is made).
 
 Printed: the median over repeats with the interquartile range, the CPU's measured fp32 and bf16
 GEMM peaks, the CLIP tower's GFLOPs and its bf16 limit (GFLOPs / bf16 peak), the ratios the
@@ -86,7 +88,10 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=24, help="image files (the pulled photos, cycled)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX int8 variant")
+    ap.add_argument("--runtimes", default="onnx-int8,openvino-fp32,openvino-bf16,openvino-int8",
+                    help="export runtimes to time besides torch fp32 and bf16, RUNTIME-PRECISION comma-separated "
+                         "(onnx-fp32, onnx-int8, openvino-fp32, openvino-bf16, openvino-int8: when RUN/export has "
+                         "it); empty: torch only")
     args = ap.parse_args()
 
     import torch
@@ -98,7 +103,8 @@ def main() -> int:
     from gazeclip.run import utils as U
     from gazeclip.run.loader import load_run
     from gazeclip.export.exporter import export_run
-    from gazeclip.run.onnx_runtime import find_export
+    from gazeclip.run.onnx_runtime import find_export, read_export_meta
+    from gazeclip.run.openvino_runtime import INT8_DIR, MIN_OPSET
     from gazeclip.inference.predict import _concat, predict_paths
     from gazeclip.faces.geometry import Camera
     from gazeclip.faces.io import decode_image
@@ -121,23 +127,32 @@ def main() -> int:
             paths.append(str(dst))
 
         variants = {"torch fp32": dict(precision="fp32"), "torch bf16": dict(precision="bf16")}
-        if not args.no_onnx:
+        exporting = [r for r in args.runtimes.split(",") if r]
+        if exporting:
             try:
                 exp = find_export(run_dir)
-                if not (exp / "model.int8.onnx").is_file():
+                if not (exp / "model.int8.onnx").is_file() or read_export_meta(exp).get("opset", 0) < MIN_OPSET:
                     raise FileNotFoundError
             except FileNotFoundError:
                 exp = tmp / "export"
                 t = time.perf_counter()
                 export_run(run_dir, exp, int8=True)
                 print(f"exported {run_dir} to ONNX fp32 + int8 in {time.perf_counter() - t:.0f} s")
-            variants["onnx int8"] = dict(runtime="onnx", precision="int8", _dir=exp)
+            for name in exporting:
+                runtime, precision = name.split("-")
+                if name == "openvino-int8" and not (exp / INT8_DIR).is_dir():
+                    print(f"openvino int8: skipped, {exp} has no {INT8_DIR}/ (`gazeclip export --openvino-int8` "
+                          "calibrates it on a trained run's validation split)")
+                    continue
+                variants[f"{runtime} {precision}"] = dict(runtime=runtime, precision=precision, _dir=exp)
         runs = {}
         for name, kw in variants.items():
             kw = dict(kw)
             d = kw.pop("_dir", run_dir)
+            t = time.perf_counter()
             runs[name] = load_run(d, "cpu", **kw)
-        auto = U.autocast_dtype("auto", torch.device("cpu"), inference=True)
+            print(f"loaded {name} in {time.perf_counter() - t:.1f} s")
+        auto = U.autocast_dtype("auto", torch.device("cpu"))
         default = "torch bf16" if auto is not None else "torch fp32"
         ref = runs["torch fp32"]
         # its own fp32 copy: the runs' towers hold merged LoRA and (bf16 run) bf16 weights
@@ -170,7 +185,7 @@ def main() -> int:
         tower_gflops = fc.get_total_flops() / 1e9
 
         print(f"run {run_dir} ({cfg.model} on {cfg.backbone}), {args.n} images, {n_faces} faces, torch threads "
-              f"{args.threads}, onnxruntime intra-op threads {args.threads}, repeats {args.repeats}")
+              f"{args.threads}, onnxruntime / OpenVINO threads {args.threads}, repeats {args.repeats}")
         print(f"load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; native bf16 on this CPU: "
               f"{U.cpu_native_bf16()} (amx {torch.cpu._is_amx_tile_supported()}, avx512_bf16 "
               f"{torch.cpu._is_avx512_bf16_supported()}); --precision auto -> {default}")
@@ -223,7 +238,7 @@ def main() -> int:
                 e.estimate(fs)
             return f
 
-        # warm-up (oneDNN primitive caches, MediaPipe graphs, onnxruntime arenas)
+        # warm-up (oneDNN primitive caches, MediaPipe graphs, onnxruntime arenas, OpenVINO's first infer)
         tower()
         for r in runs.values():
             list(predict_paths(r, paths[:4]))
@@ -270,10 +285,14 @@ def main() -> int:
             a, b = f"torch fp32: {what}", f"torch bf16: {what}"
             if a in med and b in med:
                 print(f"  torch fp32 / torch bf16, {what}: {med[a] / med[b]:.2f}x   (aim >= 2)")
-        if "onnx int8: model (CLIP + heads)" in med:
-            print(f"  torch fp32 / onnx int8, model (CLIP + heads): "
-                  f"{med['torch fp32: model (CLIP + heads)'] / med['onnx int8: model (CLIP + heads)']:.2f}x; "
-                  f"predict end to end: {med['torch fp32: predict end to end'] / med['onnx int8: predict end to end']:.2f}x")
+        for name in runs:
+            if name.startswith("torch"):
+                continue
+            for base in ("torch fp32", "torch bf16"):
+                ratio = {w: med[f"{base}: {w}"] / med[f"{name}: {w}"] for w in ("model (CLIP + heads)",
+                                                                                 "predict end to end")}
+                print(f"  {base} / {name}, model (CLIP + heads): {ratio['model (CLIP + heads)']:.2f}x; "
+                      f"predict end to end: {ratio['predict end to end']:.2f}x")
         for g in ("fp32", "bf16"):
             fg = med[f"faces + gaze chain, batch 8, {g} gaze"]
             print(f"  faces + gaze at batch 8, {g} gaze network: {fg:.1f} ms/face   (aim <= 50)")

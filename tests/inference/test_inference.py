@@ -40,13 +40,13 @@ def _batch(n: int = 5, size: int = 32, gaze_dim: int = 512, seed: int = 0) -> Ba
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_precision_auto_uses_bf16_for_cpu_inference_only_where_native(monkeypatch, native):
+def test_precision_auto_uses_bf16_on_cpus_with_native_bf16_only(monkeypatch, native):
     monkeypatch.setattr(U, "cpu_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert U.autocast_dtype("auto", cpu, inference=True) == (torch.bfloat16 if native else None)
-    assert U.autocast_dtype("auto", cpu) is None  # training on a CPU stays fp32 unless asked
+    # one rule for training and inference: bf16 where the CPU has it (AMX / AVX512-BF16), else fp32
+    assert U.autocast_dtype("auto", cpu) == (torch.bfloat16 if native else None)
     assert U.autocast_dtype("bf16", cpu) == torch.bfloat16
-    assert U.autocast_dtype("fp32", cpu, inference=True) is None
+    assert U.autocast_dtype("fp32", cpu) is None
     with pytest.raises(ValueError, match="precision"):
         U.autocast_dtype("fp16", cpu)
 
@@ -59,6 +59,23 @@ def test_cpu_native_bf16_agrees_with_cpuinfo():
     except OSError:
         pytest.skip("no /proc/cpuinfo")
     assert U.cpu_native_bf16() == bool({"amx_bf16", "avx512_bf16"} & flags)
+    assert U.cpu_bf16_kind() == ("amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None)
+
+
+def test_training_autocast_reaches_the_adapted_blocks(tiny_backbone):
+    """A bf16 training step's autocast runs the adapted CLIP blocks in bf16 (it once stopped at the
+    GIE, which ran fp32 whatever the step asked); gradients land on the fp32 master weights."""
+    m = _model(tiny_backbone).train()
+    b = _batch()
+    states = m.encode_prefix(b.pixel_values)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        image, _ = m.gie(states, None, b.gaze_valid)
+    assert image.dtype == torch.bfloat16  # the projection ran in bf16 (the residual stream h stays fp32)
+    image.float().sum().backward()
+    grads = [p for p in m.gie.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(p.dtype == p.grad.dtype == torch.float32 for p in grads)
+    image, _ = m.gie(states, None, b.gaze_valid)
+    assert image.dtype == torch.float32  # no autocast: fp32, as before
 
 
 def test_merged_lora_model_matches_and_leaves_the_backbone_alone(tiny_backbone):
@@ -210,6 +227,118 @@ def test_export_refuses_a_non_empty_folder_and_onnx_needs_an_export(exported, tm
     shutil.copytree(run, bare, ignore=shutil.ignore_patterns("export"))
     assert main(["predict", str(tmp_path), "--run", str(bare), "--runtime", "onnx"]) == 1
     assert "gazeclip export" in capsys.readouterr().err
+
+
+def test_openvino_runtime_matches_torch_fp32_and_bf16_within_001(exported):
+    """The export's model.onnx compiled by OpenVINO: fp32 within 1e-3 of torch fp32; bf16 (the
+    auto choice on CPUs with native bf16) with the same argmax (but for near-ties) and p_fake within 0.01."""
+    from gazeclip.run.loader import load_run
+
+    _, run = exported
+    torch_run = load_run(run, "cpu", precision="fp32")
+    ov32 = load_run(run, "cpu", precision="fp32", runtime="openvino")
+    ov16 = load_run(run, "cpu", precision="bf16", runtime="openvino")
+    auto = load_run(run / "export", "cpu", runtime="openvino")
+    assert (ov32.runtime, ov32.precision, ov16.precision) == ("openvino", "fp32", "bf16")
+    assert auto.precision == ("bf16" if U.cpu_native_bf16() else "fp32")
+    assert ov16.taxonomy == torch_run.taxonomy and ov16.detection_threshold == torch_run.detection_threshold
+    for n in (1, 3, 7):  # dynamic batch axis; the last row has no gaze
+        b = _batch(n, seed=n)
+        with torch.no_grad():
+            ref = torch_run.model(b)
+        got32, got16 = ov32.model(b), ov16.model(b)
+        for k in ("attribution_logits", "family_logits", "p_fake", "embedding"):
+            assert getattr(got32, k).shape == getattr(ref, k).shape
+            assert (getattr(got32, k) - getattr(ref, k)).abs().max() < 1e-3, (n, k)
+        top2 = ref.attribution_logits.topk(2, dim=1).values
+        clear = (top2[:, 0] - top2[:, 1]) > 0.02  # a near-tie of this 1-epoch model may flip in bf16
+        same = got16.attribution_logits.argmax(1) == ref.attribution_logits.argmax(1)
+        assert same[clear].all(), n
+        assert (got16.p_fake - ref.p_fake).abs().max() < 0.01, n
+    with pytest.raises(FileNotFoundError, match="--openvino-int8"):  # not made by this fixture
+        load_run(run, "cpu", precision="int8", runtime="openvino")
+
+
+def test_openvino_int8_by_nncf_calibrated_on_val_and_checked_by_sha256(exported, tmp_path, capsys):
+    """`gazeclip export --openvino-int8` on an existing export: NNCF int8 calibrated on the run's
+    validation split; it runs behind the same interface, `auto` picks it, its quality delta vs fp32
+    is measured and recorded (not bounded: int8), and a damaged weight file is refused by name."""
+    import shutil
+
+    pytest.importorskip("nncf")
+    from gazeclip.cli import main
+    from gazeclip.errors import DamagedFileError
+    from gazeclip.run.loader import load_run
+
+    data, run = exported
+    exp = tmp_path / "export"
+    shutil.copytree(run / "export", exp)
+    assert main(["export", "--run", str(run), "--out", str(exp), "--openvino-int8"]) == 0
+    assert "validation faces" in capsys.readouterr().out
+    q = json.loads((exp / "openvino-int8" / "quantization.json").read_text())
+    assert q["calibration"]["split"] == "val" and q["calibration"]["items"] == 6  # the fixture's val split, whole
+    assert 0.0 <= q["parity_on_calibration_items"]["max_abs_p_fake_diff_vs_fp32"] < 1.0
+    r8 = load_run(exp, "cpu", runtime="openvino")  # auto: int8 when made
+    r32 = load_run(exp, "cpu", runtime="openvino", precision="fp32")
+    assert (r8.precision, r8.model.path.name) == ("int8", "model.xml")
+    b = _batch(3, seed=2)
+    got, ref = r8.model(b), r32.model(b)
+    assert got.p_fake.shape == (3,) and torch.isfinite(got.attribution_logits).all()
+    print(f"tiny run, openvino int8 vs fp32: max |p_fake diff| {(got.p_fake - ref.p_fake).abs().max():.4f}")
+    with open(exp / "openvino-int8" / "model.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(DamagedFileError, match="model.bin.*sha256"):
+        load_run(exp, "cpu", runtime="openvino", precision="int8")
+
+
+def test_openvino_refuses_an_opset_17_export(exported, tmp_path):
+    """OpenVINO misreads opset-17 ReduceLogSumExp (every axis): such an export is refused by name."""
+    import shutil
+
+    from gazeclip.run.loader import load_run
+
+    _, run = exported
+    old = tmp_path / "export17"
+    shutil.copytree(run / "export", old)
+    meta = json.loads((old / "export.json").read_text())
+    assert meta["opset"] >= 18  # the exporter's default
+    (old / "export.json").write_text(json.dumps({**meta, "opset": 17}))
+    with pytest.raises(ValueError, match="opset 17.*gazeclip export"):
+        load_run(old, "cpu", runtime="openvino")
+    assert load_run(old, "cpu", runtime="onnx", precision="fp32").precision == "fp32"  # onnxruntime reads it right
+
+
+def test_predict_eval_and_load_through_openvino(exported, tmp_path, capsys):
+    """predict, eval and gazeclip.load with --runtime openvino give torch's verdicts (bf16: p_fake
+    within 0.01, the same verdict and generator for every test image)."""
+    import gazeclip
+    from gazeclip.cli import main
+
+    data, run = exported
+    imgs = sorted(data.glob("*/test-*.png"))
+    recs = {}
+    for args in (["--precision", "fp32"], ["--runtime", "openvino", "--precision", "bf16"]):
+        assert main(["predict", *map(str, imgs), "--run", str(run), "--json", *args]) == 0
+        recs[" ".join(args)] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    a, b = recs.values()
+    assert len(a) == len(b) == len(imgs) > 0
+    for x, y in zip(a, b):
+        assert (x["verdict"], x["generator"]) == (y["verdict"], y["generator"])
+        assert abs(x["p_fake"] - y["p_fake"]) < 0.01
+    det = gazeclip.load(run, runtime="openvino", precision="bf16")
+    assert det.run.runtime == "openvino"
+    assert [r.faces[0].p_fake for r in det.predict([str(p) for p in imgs])] == pytest.approx(
+        [y["p_fake"] for y in b], abs=1e-6)
+    assert main(["predict", str(imgs[0]), "--run", str(run), "--runtime", "openvino", "--precision", "int8"]) == 1
+    capsys.readouterr()
+    m = {}
+    for name, args in (("torch", []), ("openvino", ["--runtime", "openvino", "--precision", "fp32"])):
+        out = tmp_path / name
+        assert main(["eval", "--run", str(run), "--data", str(data), "--out", str(out), "--quiet", *args]) == 0
+        m[name] = json.loads((out / "metrics.json").read_text())
+    assert m["torch"]["attribution_acc_seen"] == m["openvino"]["attribution_acc_seen"]
+    assert abs(m["torch"]["detection_auc"] - m["openvino"]["detection_auc"]) < 1e-6
 
 
 @pytest.mark.real

@@ -69,7 +69,8 @@ def test_ddp_two_processes_match_single(synthetic_data, tmp_path):
     assert torchrun, "torchrun not found next to the interpreter"
     args = ["train", "--model", "gazeclip", "--backbone", "tiny-random", "--data", str(synthetic_data), "--protocol", "P2",
             "--epochs", "2", "--batch-size", "8", "--lr", "3e-3", "--faces", "none", "--quiet",
-            "--set", "patience=0", "--set", "warmup_epochs=0.5", "--model-arg", "loss_contrastive=0"]
+            "--set", "patience=0", "--set", "warmup_epochs=0.5", "--model-arg", "loss_contrastive=0",
+            "--precision", "fp32"]  # bf16 (auto on CPUs with native bf16) rounds per-rank batches differently
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = subprocess.run([sys.executable, "-m", "gazeclip", *args, "--out", str(tmp_path / "one")],
                             env=env, capture_output=True, text=True, timeout=300)
@@ -81,6 +82,27 @@ def test_ddp_two_processes_match_single(synthetic_data, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_bf16_training_shares_the_fp32_feature_cache_and_follows_fp32(synthetic_data, tmp_path):
+    import json
+
+    syn = synthetic_data
+
+    cache = tmp_path / "cache"
+    a = train(cfg(epochs=1, precision="fp32", cache_dir=str(cache)), syn, tmp_path / "fp32")
+    n_entries = len(list(cache.rglob("*.npz")))
+    b = train(cfg(epochs=1, precision="bf16", cache_dir=str(cache)), syn, tmp_path / "bf16")
+    # the cache holds fp32 states whatever the training precision: one prefix folder, nothing added
+    assert len([d for d in cache.iterdir() if d.is_dir()]) == 1
+    assert len(list(cache.rglob("*.npz"))) == n_entries
+    assert json.loads((tmp_path / "bf16" / "summary.json").read_text())["precision"] == "bf16"
+    assert json.loads((tmp_path / "fp32" / "summary.json").read_text())["precision"] == "fp32"
+    la, lb = a.history[0]["train_loss"], b.history[0]["train_loss"]
+    assert abs(la - lb) < 0.05 * abs(la), (la, lb)
+    # the saved weights are fp32 (master weights), whatever the step computed in
+    w = final_weights(tmp_path / "bf16")
+    assert w and all(v.dtype == torch.float32 for v in w.values())
 
 
 def test_feature_cache_roundtrip_and_fill(tmp_path):

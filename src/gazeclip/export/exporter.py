@@ -41,7 +41,11 @@ from ..models.interface import REGIONS, Batch
 
 from ..run.onnx_runtime import FILES, FORMAT, INPUTS, OUTPUTS, session as _session  # noqa: F401 (re-exported)
 from ..errors import OutputExistsError
-OPSET = 17
+
+# 18, not 17: OpenVINO's ONNX reader (2026.4) reduces an opset-17 ReduceLogSumExp over every axis
+# (its `axes` attribute is ignored), which broke p_fake under --runtime openvino; opset 18 passes
+# the axes as an input, read right by onnxruntime and OpenVINO alike
+OPSET = 18
 
 
 class _Graph(nn.Module):

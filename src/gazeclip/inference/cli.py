@@ -4,6 +4,7 @@ gaze; images, folders and videos; without --run, with the reference model packag
     gazeclip predict photo.jpg
     gazeclip predict photo.jpg folder/ clip.mp4 --run runs/gazeclip-p2 --json
     gazeclip predict folder/ --run runs/gazeclip-p2/export --runtime onnx --precision int8 --json
+    gazeclip predict folder/ --run runs/gazeclip-p2 --runtime openvino --json     # RUN/export, bf16 where native
     {"path": "photo.jpg", "face": 0, "p_fake": 0.03, "verdict": "real", "reason": null, "generator": null,
      "generator_prob": null, "family": null, "unknown_generator": false,
      "gaze": {"pitch": -4.1, "yaw": 7.9, "arrows": [...]}, "box": [...], "head": {...}}
@@ -30,7 +31,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..errors import GazeclipError
+from ..errors import GazeclipError, UsageError
 from .. import safejson
 from ..atomic import atomic_path, check_writable
 
@@ -59,6 +60,18 @@ def positive_float(s: str) -> float:
     return v
 
 
+def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    """--runtime, --precision and --threads (predict and serve)."""
+    p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
+                   help="torch (default); onnx: the run's ONNX export under onnxruntime; openvino: the same export "
+                        "compiled by OpenVINO (RUN or RUN/export, written by `gazeclip export`)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto",
+                   help="auto (default): bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and bf16-capable GPUs, "
+                        "else fp32; with --runtime onnx or openvino, int8 when exported (--int8, --openvino-int8)")
+    p.add_argument("--threads", type=int, help="CPU threads of torch, onnxruntime and OpenVINO (default: torch's, "
+                   "one per core; on a machine shared with other jobs fewer threads can be faster)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="image and video files, and folders (searched "
                    "recursively: images; with --out images and videos)")
@@ -78,14 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, help="videos: sample N frames spread evenly (default 16)")
     p.add_argument("--per-frame", action="store_true", help="videos: also print a record per sampled frame and face")
     p.add_argument("--device", default="auto")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="torch, or onnx: the run's ONNX export under onnxruntime (RUN or RUN/export, written by "
-                        "`gazeclip export`)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32", "int8"), default="auto",
-                   help="auto (default): bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and bf16-capable GPUs, "
-                        "else fp32; with --runtime onnx, int8 when exported, else fp32")
-    p.add_argument("--threads", type=int, help="CPU threads of torch and onnxruntime (default: torch's, one per "
-                   "core; on a machine shared with other jobs fewer threads can be faster)")
+    add_runtime_arguments(p)
     p.add_argument("--face-cache", help="cache folder for face/gaze records (default: none)")
     p.add_argument("--quiet", action="store_true")
     # a refused value is one line, not the usage block (every value is checked here, at parse time)
@@ -95,6 +101,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _refuse(message: str) -> int:
     print(f"gazeclip predict: {message}", file=sys.stderr)
     return 2
+
+
+def runtime_options(args: argparse.Namespace) -> dict:
+    """The loader options of `add_runtime_arguments` (sets torch's thread count, which onnxruntime
+    and OpenVINO follow); UsageError for a precision the runtime does not have."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+    if args.precision == "int8" and args.runtime == "torch":
+        raise UsageError("--precision int8 needs --runtime onnx (an export made with --int8) or --runtime openvino "
+                         "(one made with --openvino-int8)")
+    return {"precision": args.precision, "runtime": args.runtime}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,17 +137,10 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.csv, "--csv")
     if args.out:
         check_writable(args.out, "--out", folder=True)
-    if args.precision == "int8" and args.runtime != "onnx":
-        _refuse("--precision int8 needs --runtime onnx (an export made with --int8)")
-        return 1
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
+    options = runtime_options(args)
     if args.out:
         return _run_batch(args)
-    det = load(args.run, args.device, face_cache=args.face_cache, precision=args.precision,
-               runtime=args.runtime)
+    det = load(args.run, args.device, face_cache=args.face_cache, **options)
     video = VideoOptions(fps=args.fps, frames=args.frames)
     paths = list(args.paths)
     if args.files_from:

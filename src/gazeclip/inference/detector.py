@@ -125,5 +125,5 @@ def load(run_dir: str | Path | None = None, device: str = "auto", face_cache: st
     device: auto | cpu | cuda[:N]; face_cache: a folder to cache face/gaze records of image files;
     other keyword options go to the engine's run loader (`gazeclip.run.loader.load_run`): precision (auto,
     the default: bf16 on CPUs with native bf16, else fp32 | bf16 | fp32 | int8 with runtime="onnx")
-    and runtime ("torch" or "onnx": the run's `gazeclip export`)."""
+    and runtime ("torch"; "onnx" or "openvino": the run's `gazeclip export` under onnxruntime or OpenVINO)."""
     return Detector(run_dir, device=device, face_cache=face_cache, **options)

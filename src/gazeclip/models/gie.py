@@ -7,6 +7,7 @@ models can be built on one `Backbone`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -109,8 +110,11 @@ class GazeAwareImageEncoder(nn.Module):
         self.compute_dtype: torch.dtype | None = None
 
     def _autocast(self, device: torch.device):
-        return torch.autocast(device.type, dtype=self.compute_dtype or torch.float32,
-                              enabled=self.compute_dtype is not None)
+        """An inference copy's own autocast (`compute_dtype`); otherwise the caller's, untouched
+        (a bf16 training step's autocast reaches the tower's blocks)."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.compute_dtype)
 
     @property
     def vision(self) -> nn.Module:

@@ -45,8 +45,9 @@ class TrainConfig:
     min_lr_ratio: float = option(0.0, "final learning rate as a fraction of lr")
     grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
     seed: int = option(0, "seed for model init, data order and augmentation")
-    precision: str = option("auto", "training precision: auto (bf16 autocast on CUDA devices that support it, "
-                                    "else fp32; a CPU trains in fp32 unless bf16 is asked), bf16 or fp32", PRECISIONS)
+    precision: str = option("auto", "training precision: auto (bf16 autocast with fp32 master weights on CUDA "
+                                    "devices with bf16 and on CPUs with native bf16, AMX or AVX512-BF16; fp32 "
+                                    "elsewhere), bf16 or fp32 (forced)", PRECISIONS)
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
     patience: int = option(3, "early stopping: epochs without improvement of the validation metric (0 = off)")
     select_metric: str = option("val_score", "validation metric to select on: val_score (mean of attribution ACC "

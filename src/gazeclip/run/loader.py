@@ -1,7 +1,7 @@
 """Loading a trained run for any mode (evaluation, inference, export, explain): `load_run(RUN)`
 validates every file of the run folder and returns a `LoadedRun` with its model, taxonomy and
-calibrated thresholds, under the torch or the onnx runtime. `load_run()` (no folder) loads the
-reference model packaged with gazeclip (`gazeclip.run.reference`), its files checked against
+calibrated thresholds, under the torch, onnx or openvino runtime. `load_run()` (no folder) loads
+the reference model packaged with gazeclip (`gazeclip.run.reference`), its files checked against
 their pinned sha256 first."""
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from .onnx_runtime import (RUN_FILES, OnnxModel, export_fix, find_export, read_e
                            verified_file)
 from .verdict import AbstainLimits
 
+RUNTIMES = ("torch", "onnx", "openvino")
+
 
 @dataclass
 class LoadedRun:
@@ -30,8 +32,8 @@ class LoadedRun:
     model: torch.nn.Module
     device: torch.device
     unknown_threshold: float | None
-    runtime: str = "torch"     # torch | onnx
-    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch) | int8 (onnx)
+    runtime: str = "torch"     # torch | onnx | openvino
+    precision: str = "fp32"    # what the model computes in: fp32 | bf16 (torch, openvino) | int8 (onnx, openvino)
     inference: bool = False    # prepared for inference only (LoRA merged): predict, export
     gaze_precision: str = "fp32"  # the gaze network's: bf16 where the image tower runs bf16 (or would, onnx)
     _sources: dict = field(default_factory=dict, repr=False, compare=False)
@@ -77,23 +79,26 @@ def load_run(run_dir: str | Path | None = None, device: str = "auto", precision:
     runtime onnx: the run's ONNX export (RUN itself or RUN/export, see `gazeclip export`) under
     onnxruntime on the CPU; precision auto = int8 when the export measured that it changes no
     verdict on real faces, else fp32.
+    runtime openvino: the same export's model.onnx compiled by OpenVINO for the CPU; precision
+    auto = int8 when `gazeclip export --openvino-int8` made one, else bf16 on CPUs with native bf16,
+    else fp32 (run/openvino_runtime.py).
     calibrated: a missing or older `calibration.json` is refused with the command that fixes
     it (`gazeclip calibrate --run RUN`); False only for the steps that calibrate the run themselves
     (`eval`, `gazeclip calibrate`), whose LoadedRun then has no thresholds until they do.
     run_dir None: the packaged reference model (torch runtime), verified against its pins.
     """
-    if runtime not in ("torch", "onnx"):
-        raise UsageError(f"runtime {runtime!r}: use torch or onnx")
+    if runtime not in RUNTIMES:
+        raise UsageError(f"runtime {runtime!r}: use {', '.join(RUNTIMES)}")
     if run_dir is None:
         if runtime != "torch":
-            raise UsageError("the packaged reference model runs under the torch runtime; for onnx, export a "
-                             "trained run (`gazeclip export --run RUN`) and give it with --run")
+            raise UsageError("the packaged reference model runs under the torch runtime; for onnx or openvino, "
+                             "export a trained run (`gazeclip export --run RUN`) and give it with --run")
         from .reference import reference_dir
 
         run_dir = reference_dir()
     run_dir = Path(run_dir)
-    if runtime == "onnx":
-        return _load_onnx_run(run_dir, device, precision)
+    if runtime != "torch":
+        return _load_export_run(run_dir, device, precision, runtime)
     cfg = load_run_config(run_dir)
     if not (run_dir / "model").is_dir():
         raise MissingFileError(f"{run_dir}: the run has no trained model yet (no model/); "
@@ -115,26 +120,34 @@ def load_run(run_dir: str | Path | None = None, device: str = "auto", precision:
         return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, detection_threshold=det, abstain=abstain_of(cal))
     from ..models.inference import prepare_for_inference
 
-    dtype = U.autocast_dtype(precision, dev, inference=True)
+    dtype = U.autocast_dtype(precision, dev)
     prepare_for_inference(model, dtype)
     prec = "bf16" if dtype is not None else "fp32"
     return LoadedRun(run_dir, cfg, taxonomy, model, dev, thr, precision=prec, inference=True, gaze_precision=prec,
                      detection_threshold=det, abstain=abstain_of(cal))
 
 
-def _load_onnx_run(run_dir: Path, device: str, precision: str | None) -> LoadedRun:
-    """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel`."""
+def _load_export_run(run_dir: Path, device: str, precision: str | None, runtime: str) -> LoadedRun:
+    """An ONNX export (`gazeclip export`) as a LoadedRun whose model is an `OnnxModel` (onnxruntime)
+    or an `OpenVinoModel`."""
     if device not in ("auto", "cpu"):
-        raise UsageError(f"--device {device}: the onnx runtime runs on the CPU; use --device cpu")
+        raise UsageError(f"--device {device}: the {runtime} runtime runs on the CPU; use --device cpu")
     run_dir = find_export(run_dir)
     meta = read_export_meta(run_dir)
     for name in RUN_FILES:  # pinned by export.json: a changed taxonomy or threshold is refused
         verified_file(run_dir, meta, name)
     cfg = load_run_config(run_dir)
     cal = require_calibration(run_dir, export_fix(run_dir))
-    prec = resolve_onnx_precision(run_dir, precision, meta)
+    if runtime == "openvino":
+        from .openvino_runtime import OpenVinoModel, resolve_openvino_precision
+
+        prec = resolve_openvino_precision(run_dir, precision)
+        model = OpenVinoModel(run_dir, prec)
+    else:
+        prec = resolve_onnx_precision(run_dir, precision, meta)
+        model = OnnxModel(run_dir, prec)
     # the gaze network stays in torch: bf16 where auto would pick it for the image tower
-    gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu"), inference=True) is not None else "fp32"
-    return LoadedRun(run_dir, cfg, read_taxonomy(run_dir / "taxonomy.json"), OnnxModel(run_dir, prec),
-                     torch.device("cpu"), cal["unknown_threshold"], runtime="onnx", precision=prec, inference=True,
+    gaze = "bf16" if U.autocast_dtype("auto", torch.device("cpu")) is not None else "fp32"
+    return LoadedRun(run_dir, cfg, read_taxonomy(run_dir / "taxonomy.json"), model, torch.device("cpu"),
+                     cal["unknown_threshold"], runtime=runtime, precision=prec, inference=True,
                      gaze_precision=gaze, detection_threshold=cal["detection_threshold"], abstain=abstain_of(cal))

@@ -87,17 +87,21 @@ class OnnxModel:
                                     f"`gazeclip export --run RUN --out {folder} --force{hint}`")
         path = verified_file(folder, meta, FILES[precision])
         self.folder, self.path, self.precision, self.meta = folder, path, precision, meta
+        self._open(path, threads)
+        self.preprocess = ImagePreprocess(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]))
+        self.gaze_feature_dim = int(meta["gaze_feature_dim"])
+        self.model_name = meta["model"]
+
+    def _open(self, path: Path, threads: int | None) -> None:
+        """The runtime's session for `path` (the OpenVINO model, run/openvino_runtime.py, has its own)."""
         try:
             self.session = session(path, threads)
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error types for files it cannot load
             raise DamagedFileError(path, f"onnxruntime cannot load it ({str(e).splitlines()[0][:120]})",
-                                   export_fix(folder)) from None
+                                   export_fix(self.folder)) from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         if not set(self.input_names) <= set(INPUTS):
-            raise DamagedFileError(path, f"unexpected inputs {self.input_names}", export_fix(folder))
-        self.preprocess = ImagePreprocess(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]))
-        self.gaze_feature_dim = int(meta["gaze_feature_dim"])
-        self.model_name = meta["model"]
+            raise DamagedFileError(path, f"unexpected inputs {self.input_names}", export_fix(self.folder))
 
     def eval(self) -> "OnnxModel":
         return self

@@ -3,6 +3,7 @@ around a trained run or (without --run) the reference model packaged with gazecl
 
     gazeclip serve
     gazeclip serve --run demo-out/runs/gazeclip-p2
+    gazeclip serve --run demo-out/runs/gazeclip-p2 --runtime openvino     # its export, compiled by OpenVINO
     # open http://127.0.0.1:8000/ , or:
     curl -F files=@photo.jpg http://127.0.0.1:8000/v1/predict
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..inference.cli import add_runtime_arguments, runtime_options
 from .app import DEFAULT_MAX_PENDING, DEFAULT_MAX_UPLOAD_MB
 
 
@@ -19,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
+    add_runtime_arguments(p)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest request body accepted (default {DEFAULT_MAX_UPLOAD_MB:g} MB); larger ones get 413")
     p.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.detector import load
     from .app import create_app
 
-    det = load(args.run, args.device)
+    det = load(args.run, args.device, **runtime_options(args))
     import uvicorn
 
     budget = int(args.max_megapixels_in_flight * 1e6) if args.max_megapixels_in_flight else None

@@ -125,7 +125,7 @@ def train(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: b
         if procs.main:
             _log_epoch(run_dir, state["history"], row, improved, writer)
         save()
-    return _finish(cfg, model, data, state, run_dir, writer, t0, procs)
+    return _finish(cfg, model, data, state, run_dir, writer, t0, procs, amp)
 
 
 def check_names(cfg: TrainConfig) -> None:
@@ -384,6 +384,19 @@ def _save_checkpoint(path: Path, model: nn.Module, optim: _Optim, state: dict, p
     U.barrier()
 
 
+def step_loss(model: nn.Module, step_fn: nn.Module, batch, pending, amp: torch.dtype | None,
+              device: torch.device) -> torch.Tensor:
+    """One training step's total loss (not yet backpropagated), under autocast to `amp` (None:
+    fp32). The weights stay fp32 (autocast casts per op: fp32 master weights). Prefix states of
+    items the feature cache does not hold (augmented ones) are computed under the same autocast:
+    they are never stored, so the cache itself keeps fp32 states whatever the training precision."""
+    batch = batch.to(device)
+    with U.autocast(amp, device):
+        fill_pending(model, batch, pending)
+        _, losses = step_fn(batch)
+    return losses["total"]
+
+
 def _train_epoch(cfg: TrainConfig, model: nn.Module, optim: _Optim, batches: _Batches, state: dict, writer,
                  amp, procs: _Procs, save) -> None:
     """The optimiser steps of one epoch, from `state["step_in_epoch"]` on (a mid-epoch resume)."""
@@ -397,11 +410,7 @@ def _train_epoch(cfg: TrainConfig, model: nn.Module, optim: _Optim, batches: _Ba
                initial=state["step_in_epoch"], total=batches.steps_per_epoch, leave=False)
     opt, sched = optim.opt, optim.sched
     for batch, pending, _ in (bar if optim.params else ()):
-        batch = batch.to(procs.device)
-        fill_pending(model, batch, pending)
-        with U.autocast(amp, procs.device):
-            _, losses = optim.step_fn(batch)
-        loss = losses["total"]
+        loss = step_loss(model, optim.step_fn, batch, pending, amp, procs.device)
         loss_value = float(loss.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -463,7 +472,7 @@ def _log_epoch(run_dir: Path, history: list[dict], row: dict, improved: bool, wr
 
 
 def _finish(cfg: TrainConfig, model: nn.Module, data: _Data, state: dict, run_dir: Path, writer, t0: float,
-            procs: _Procs) -> TrainResult:
+            procs: _Procs, amp: torch.dtype | None = None) -> TrainResult:
     """The best epoch's weights calibrated on the validation split, and summary.json (rank 0)."""
     if writer is not None:
         writer.close()
@@ -477,7 +486,8 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: _Data, state: dict, run_di
             "model": cfg.model, "backbone": cfg.backbone, "protocol": cfg.protocol, "best_epoch": state["best_epoch"],
             "best_val": best, "epochs_run": state["epoch"], "stopped_early": state["stopped_early"],
             "n_train": len(data.train), "n_val": len(data.val), "world_size": procs.world,
-            "feature_cache": data.cache is not None, "wall_s": round(time.time() - t0, 1)})
+            "feature_cache": data.cache is not None, "precision": "bf16" if amp is not None else "fp32",
+            "wall_s": round(time.time() - t0, 1)})
     U.barrier()
     return TrainResult(run_dir, state["best_epoch"], best, state["history"], state["stopped_early"])
 
