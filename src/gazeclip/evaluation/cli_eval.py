@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "bf16 or fp32 (default: bf16 on CPUs with native bf16)")
     p.add_argument("--k-estimator", choices=K_ESTIMATORS, default=K_ESTIMATORS[0],
                    help="how the number of unseen generators is estimated for n_clusters_estimated / "
-                        "cluster_acc_unseen_estk (default: eigengap; silhouette: the earlier estimate)")
+                        "cluster_acc_unseen_estk (default: gap, the gap statistic; silhouette: the earlier estimate)")
     p.add_argument("--quiet", action="store_true")
 
 

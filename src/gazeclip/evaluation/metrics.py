@@ -10,9 +10,9 @@ Definitions (test split; "seen" = the protocol's train classes, i.e. real + seen
   seed) on the L2-normalised joint embeddings of unseen-generator items; cluster ACC is the
   accuracy under the best one-to-one cluster->class mapping (Hungarian).
 - n_clusters_estimated / cluster_acc_unseen_estk / nmi_unseen_estk: the same clustering with k
-  chosen without the oracle count, k in 2..min(10, n-1): by default the largest eigengap of a
-  self-tuning affinity's normalised Laplacian (`EvalData.k_estimator` "eigengap"), or the best
-  silhouette of k-means per k ("silhouette"; see estimate_k).
+  chosen without the oracle count, k in 2..min(10, n-1): by default by the gap statistic
+  (`EvalData.k_estimator` "gap"), or by the best silhouette of k-means per k ("silhouette"; see
+  estimate_k).
 - unknown_auroc: ROC AUC of the unknown score 1 - max_g p(g | fake) (gazeclip.run.verdict),
   unseen-generator fakes (positive) vs seen-generator fakes (negative).
 - unknown_tpr_unseen / unknown_fpr_seen: the unknown flag at the run's calibrated threshold
@@ -112,43 +112,59 @@ def cluster_metrics(embedding: np.ndarray, labels: np.ndarray, seed: int = 0) ->
             "ari": float(adjusted_rand_score(labels, assign)), "assign": assign}
 
 
-K_ESTIMATORS = ("eigengap", "silhouette")  # the first is the default
-# design choice, not from the paper: the self-tuning affinity's neighbour (Zelnik-Manor & Perona's 7)
-EIGENGAP_NEIGHBOUR = 7
+K_ESTIMATORS = ("gap", "silhouette")  # the first is the default
+# design choice, not from the paper: reference data sets of the gap statistic
+GAP_REFERENCES = 10
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float64)
 
 
-def eigengap_k(x: np.ndarray, k_max: int = CLUSTER_K_MAX, neighbour: int = EIGENGAP_NEIGHBOUR) -> tuple[int, np.ndarray]:
-    """The number of clusters as the largest gap in the spectrum of the normalised graph Laplacian
-    (von Luxburg, "A tutorial on spectral clustering", 2007, sec. 8.3) of a self-tuning affinity
-    A_ij = exp(-d_ij^2 / (s_i s_j)), s_i the distance of item i to its `neighbour`-th nearest
-    neighbour (Zelnik-Manor & Perona, 2004). k in 2..min(k_max, n-1). Returns (k, eigenvalues)."""
+def _kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 10):
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():  # duplicate points: fewer distinct clusters than k
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+
+
+def gap_k(x: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0,
+          references: int = GAP_REFERENCES) -> tuple[int, np.ndarray, np.ndarray]:
+    """The gap statistic (Tibshirani, Walther & Hastie, J. R. Stat. Soc. B 63, 2001): Gap(k) =
+    E*[log W*_k] - log W_k, W_k the k-means within-cluster sum of squares, E* over `references`
+    data sets drawn uniformly in the box of the data's principal axes (their method b); k is the
+    smallest k in 2..min(k_max, n-1) with Gap(k) >= Gap(k+1) - s_{k+1}, s the references' sd times
+    sqrt(1 + 1/B). Unlike the silhouette it keeps counting inside a group of close clusters.
+    Returns (k, Gap(1..K+1), s(1..K+1))."""
     n = len(x)
-    d2 = np.maximum(2.0 - 2.0 * (x @ x.T), 0.0)  # squared Euclidean distance of unit vectors
-    d = np.sqrt(d2)
-    s = np.maximum(np.sort(d, 1)[:, min(neighbour, n - 1)], 1e-12)
-    a = np.exp(-d2 / np.outer(s, s))
-    np.fill_diagonal(a, 0.0)
-    r = 1.0 / np.sqrt(np.maximum(a.sum(1), 1e-300))
-    ev = np.clip(np.linalg.eigvalsh(np.eye(n) - r[:, None] * a * r[None, :]), 0.0, 2.0)
-    ks = np.arange(2, min(k_max, n - 1) + 1)
-    return int(ks[np.argmax(ev[ks] - ev[ks - 1])]), ev
+    top = min(k_max, n - 1)
+    xc = x - x.mean(0)
+    xp = xc @ np.linalg.svd(xc, full_matrices=False)[2].T
+    lo, hi = xp.min(0), xp.max(0)
+    rng = np.random.default_rng(seed)
+    refs = [rng.uniform(lo, hi, xp.shape) for _ in range(references)]
+    ks = np.arange(1, min(top + 1, n) + 1)
+    log_w = np.array([np.log(max(_kmeans(xp, k, seed).inertia_, 1e-300)) for k in ks])
+    # design choice, not from the paper: 2 k-means restarts per reference set (10 for the data); the
+    # references' mean over B sets absorbs the rest of their noise
+    log_ref = np.array([[np.log(max(_kmeans(r, k, seed, 2).inertia_, 1e-300)) for r in refs] for k in ks])
+    gap = log_ref.mean(1) - log_w
+    sd = log_ref.std(1) * np.sqrt(1 + 1 / references)
+    k = next((int(k) for k in ks[1:] if k <= top and k < ks[-1] and gap[k - 1] >= gap[k] - sd[k]), int(top))
+    return k, gap, sd
 
 
 def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0,
                method: str = K_ESTIMATORS[0]) -> tuple[int, np.ndarray | None]:
     """The number of clusters without the oracle count, and the k-means assignment at that k (on the
-    L2-normalised embeddings, as the oracle-k clustering). `method`:
-    - "eigengap" (default): the largest eigengap of the self-tuning affinity's Laplacian (`eigengap_k`);
-    - "silhouette": k-means for k = 2..min(k_max, n-1), the k with the highest silhouette (ties: the
-      smaller k). It favours the coarsest split when the clusters come in groups (p2-main: always 2
-      of the 4 unseen generators).
+    L2-normalised embeddings, as the oracle-k clustering), k in 2..min(k_max, n-1). `method`:
+    - "gap" (default): the gap statistic (`gap_k`);
+    - "silhouette": k-means per k, the k with the highest silhouette (ties: the smaller k). It
+      takes the coarsest split when the clusters come in groups: 2 of the 4 unseen generators in
+      every p2-main run.
     Returns (k, assignment); (0, None) with fewer than 3 items."""
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import silhouette_score
 
     if method not in K_ESTIMATORS:
@@ -157,18 +173,12 @@ def estimate_k(embedding: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0,
     if n < 3:
         return 0, None
     x = _unit(embedding)
-
-    def kmeans(k: int) -> np.ndarray:
-        with warnings.catch_warnings():  # duplicate points: fewer distinct clusters than k, handled below
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
-
-    if method == "eigengap":
-        k = eigengap_k(x, k_max)[0]
-        return k, kmeans(k)
+    if method == "gap":
+        k = gap_k(x, k_max, seed)[0]
+        return k, _kmeans(x, k, seed).labels_
     best = (-np.inf, 0, None)
     for k in range(2, min(k_max, n - 1) + 1):
-        assign = kmeans(k)
+        assign = _kmeans(x, k, seed).labels_
         if len(np.unique(assign)) < 2:  # identical points: k-means could not split them
             continue
         sc = float(silhouette_score(x, assign))

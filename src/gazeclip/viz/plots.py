@@ -127,9 +127,11 @@ def probe_png(rep: dict, path: str | Path) -> None:
     panels = [("detection AUC vs real (%)", [(s, rep["sets"][s]) for s in rep["sets"]], 50.0)]
     if rep["gains"]:
         panels.append(("paired gain in AUC (points)", [(f"{g['set']} − {g['base']}", g) for g in rep["gains"]], 0.0))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 0.9 + 0.42 * len(classes) * 1.4),
+    most = max(len(series) for _, series, _ in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 1.4 + len(classes) * (0.2 + 0.1 * most)),
                              squeeze=False)
     y = np.arange(len(classes))
+    colours = plt.cm.tab20.colors if most > 10 else plt.cm.tab10.colors
     for ax, (title, series, ref) in zip(axes[0], panels):
         h = 0.84 / len(series)
         for j, (name, d) in enumerate(series):
@@ -138,13 +140,13 @@ def probe_png(rep: dict, path: str | Path) -> None:
             hi = np.array([100 * _num(d[f"auc/{g}"]["ci"][1]) for g in classes])
             err = np.nan_to_num(np.stack([v - lo, hi - v]).clip(min=0))
             ax.barh(y + (j - (len(series) - 1) / 2) * h, np.nan_to_num(v - ref), h, left=ref, xerr=err,
-                    label=name, capsize=1.5, error_kw={"lw": 0.7})
+                    label=name, color=colours[j % len(colours)], capsize=1.5, error_kw={"lw": 0.7})
         ax.axvline(ref, color="black", lw=0.8)
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(title)
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2, frameon=False)
     fig.suptitle(f"gaze probe, protocol {rep.get('protocol')}, read on {rep['split']} "
                  f"(n = {sum(rep['n_eval'].values())}); 95% bootstrap intervals", fontsize=9)
     fig.tight_layout()
