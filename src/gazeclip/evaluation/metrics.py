@@ -145,14 +145,14 @@ def gap_k(x: np.ndarray, k_max: int = CLUSTER_K_MAX, seed: int = 0,
     lo, hi = xp.min(0), xp.max(0)
     rng = np.random.default_rng(seed)
     refs = [rng.uniform(lo, hi, xp.shape) for _ in range(references)]
-    ks = np.arange(1, min(top + 1, n) + 1)
+    ks = np.arange(1, top + 2)  # Gap(k + 1) is needed for k = top; top + 1 <= n
     log_w = np.array([np.log(max(_kmeans(xp, k, seed).inertia_, 1e-300)) for k in ks])
     # design choice, not from the paper: 2 k-means restarts per reference set (10 for the data); the
     # references' mean over B sets absorbs the rest of their noise
     log_ref = np.array([[np.log(max(_kmeans(r, k, seed, 2).inertia_, 1e-300)) for r in refs] for k in ks])
     gap = log_ref.mean(1) - log_w
     sd = log_ref.std(1) * np.sqrt(1 + 1 / references)
-    k = next((int(k) for k in ks[1:] if k <= top and k < ks[-1] and gap[k - 1] >= gap[k] - sd[k]), int(top))
+    k = next((k for k in range(2, top + 1) if gap[k - 1] >= gap[k] - sd[k]), top)
     return k, gap, sd
 
 

@@ -88,7 +88,7 @@ class _Perturber:
 def _point(d) -> dict:
     """One point of a curve: the KEYS metrics, and per generator the share called fake at the
     shipped threshold (`called_fake`)."""
-    m = compute_metrics(d)
+    m = compute_metrics(d, k_est=0)  # the KEYS need no unseen-generator count
     return {**{k: m.get(k) for k in KEYS},
             "called_fake": {g: r["called_fake"] for g, r in per_generator_metrics(d).items()}}
 
