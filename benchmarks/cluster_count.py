@@ -34,7 +34,7 @@ def main() -> int:
 
     sets = {}
     for split in ("test", "val"):
-        items, train, unseen = collect_items(args.data, args.protocol, split=split, backbone=args.backbone)
+        items, _, unseen = collect_items(args.data, args.protocol, split=split, backbone=args.backbone)
         cls, sp = np.array(items.classes), np.array(items.splits)
         if split == "test":
             m = (sp == "test") & np.isin(cls, unseen)

@@ -58,4 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pct(v) -> str:
-    return "n/a" if v is None or v != v else f"{100 * v:.1f}"
+    import math
+
+    return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
