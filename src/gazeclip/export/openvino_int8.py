@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..run.openvino_runtime import INT8_DIR, INT8_FORMAT, compile_cpu, input_names, sha256_of
+from ..common import sha256_of
+from ..errors import MissingFileError, UsageError
+from ..run.openvino_runtime import INT8_DIR, INT8_FORMAT, compile_cpu, input_names
 
 
 def calibration_feeds(export_dir: Path, data_dir: str | Path | None, n: int) -> tuple[list[dict], Path]:
@@ -44,7 +46,7 @@ def calibration_feeds(export_dir: Path, data_dir: str | Path | None, n: int) -> 
     cfg = load_run_config(export_dir)
     data = Path(data_dir or read_run_yaml(export_dir).get("data") or "")
     if not (data / "manifest.csv").is_file():
-        raise FileNotFoundError(f"{data}: no manifest.csv to calibrate int8 on; pass --data DIR (the run's data "
+        raise MissingFileError(f"{data}: no manifest.csv to calibrate int8 on; pass --data DIR (the run's data "
                                 "folder)")
     rows = read_manifest(data)
     val = select_rows(rows, load_protocol(data, cfg.protocol, rows), "val")
@@ -52,7 +54,7 @@ def calibration_feeds(export_dir: Path, data_dir: str | Path | None, n: int) -> 
     s = manifest_samples(val, data, mode=cfg.faces, estimator=cfg.gaze_estimator, size=int(meta["image_size"]),
                          gaze_dim=int(meta["gaze_feature_dim"]), face_cache_dir=cfg.face_cache_dir)
     if not len(s):
-        raise ValueError(f"{data}: protocol {cfg.protocol} has no validation items to calibrate int8 on")
+        raise UsageError(f"{data}: protocol {cfg.protocol} has no validation items to calibrate int8 on")
     pick = np.sort(np.random.default_rng(0).permutation(len(s))[:n])
     pre = ImagePreprocess(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]))
     feeds = [{"pixel_values": pre(s.crops[i:i + 1]).numpy(), "gaze_vector": s.gaze_vector[i:i + 1],
@@ -68,7 +70,7 @@ def quantize_openvino_int8(export_dir: str | Path, data_dir: str | Path | None =
     try:
         import nncf
     except ImportError:
-        raise RuntimeError("OpenVINO int8 needs NNCF: pip install nncf==3.4.0") from None
+        raise UsageError("OpenVINO int8 needs NNCF: pip install nncf==3.4.0 (or the openvino-int8 extra)") from None
     import openvino as ov
 
     from ..run.onnx_runtime import FILES, find_export

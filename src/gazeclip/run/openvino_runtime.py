@@ -11,7 +11,6 @@ compilation take a few seconds once per load.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DamagedFileError
+from ..common import sha256_of
+from ..errors import DamagedFileError, MissingFileError, StaleRunError, UsageError
 from .onnx_runtime import OUTPUTS, OnnxModel, read_export_meta
 
 # our precision names -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -45,16 +45,8 @@ def resolve_openvino_precision(folder: str | Path, precision: str | None) -> str
     if precision in (None, "auto"):
         return "int8" if (Path(folder) / INT8_DIR / "quantization.json").is_file() else native_precision()
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} with runtime openvino: use auto, {', '.join(PRECISIONS)}")
+        raise UsageError(f"precision {precision!r} with runtime openvino: use auto, {', '.join(PRECISIONS)}")
     return precision
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def input_names(model) -> dict:
@@ -78,7 +70,7 @@ def int8_model_path(folder: Path) -> Path:
     d = folder / INT8_DIR
     meta_path = d / "quantization.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{d}: no OpenVINO int8 model; make one with "
+        raise MissingFileError(f"{d}: no OpenVINO int8 model; make one with "
                                 f"`gazeclip export --run RUN --out {folder} --openvino-int8`")
     fix = f"make it again: `gazeclip export --run RUN --out {folder} --openvino-int8`"
     try:
@@ -104,7 +96,7 @@ class OpenVinoModel(OnnxModel):
         precision = resolve_openvino_precision(folder, precision)
         opset = int(read_export_meta(folder).get("opset", 0))
         if opset < MIN_OPSET:
-            raise ValueError(f"{folder}: exported with ONNX opset {opset}, which OpenVINO misreads (p_fake); export "
+            raise StaleRunError(f"{folder}: exported with ONNX opset {opset}, which OpenVINO misreads (p_fake); export "
                              f"the run again: `gazeclip export --run RUN --out {folder} --force` (opset {MIN_OPSET})")
         self._int8 = int8_model_path(folder) if precision == "int8" else None
         self._hint = native_precision() if precision == "int8" else precision
