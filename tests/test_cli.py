@@ -53,6 +53,7 @@ def test_eval_compare_robustness_tsne_explain(trained, tmp_path, capsys):
     curves = rob["run"]["curves"]
     assert set(curves) == {"jpeg", "noise"} and [p["severity"] for p in curves["jpeg"]] == [0, 1, 2, 3, 4, 5]
     assert (tmp_path / "rob" / "robustness.png").is_file()
+    assert main(["robustness", "--run", str(run), "--data", str(data), "--severities", "0,9"]) == 2
 
     assert main(["tsne", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "tsne.png"),
                  "--quiet"]) == 0

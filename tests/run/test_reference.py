@@ -208,7 +208,8 @@ def test_model_card_figures_are_written_from_an_evaluation(packed, tmp_path, cap
     ev, rob = tmp_path / "eval", tmp_path / "rob"
     assert main(["eval", "--run", str(run), "--data", str(data), "--out", str(ev), "--quiet"]) == 0
     assert main(["robustness", "--run", str(run), "--data", str(data), "--out", str(rob), "--perturbations", "jpeg",
-                 "--max-items", "10", "--quiet"]) == 0
+                 "--severities", "0,2", "--max-items", "10", "--quiet"]) == 0  # clean and JPEG quality 70
+    assert [p["severity"] for p in json.loads((rob / "robustness.json").read_text())[run.name]["curves"]["jpeg"]] == [0, 2]
     text = (ROOT / "docs" / "model-card.md").read_text()
     card = tmp_path / "card.md"
     card.write_text(text)

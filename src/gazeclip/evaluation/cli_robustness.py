@@ -14,6 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: the first RUN/robustness)")
     p.add_argument("--perturbations", default="jpeg,blur,noise,resize,color",
                    help="comma-separated subset of jpeg,blur,noise,resize,color")
+    p.add_argument("--severities", default="0,1,2,3,4,5",
+                   help="comma-separated severities 0..5 (0 = clean; e.g. 0,2 for clean and JPEG quality 70)")
     p.add_argument("--max-items", type=int, default=0,
                    help="evaluate at most this many test items, stratified by class (0 = all); CPU budget")
     p.add_argument("--no-cache-perturbed", action="store_true",
@@ -36,10 +38,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"gazeclip robustness: unknown perturbation(s) {bad}; choose from {', '.join(PERTURBATIONS)}",
               file=sys.stderr)
         return 2
+    try:
+        severities = sorted({int(v) for v in args.severities.split(",") if v.strip()})
+    except ValueError:
+        severities = []
+    if not severities or not all(0 <= v <= 5 for v in severities):
+        print(f"gazeclip robustness: --severities {args.severities!r}: give comma-separated integers 0..5",
+              file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path(args.run[0]) / "robustness"
     results, shared = {}, {}  # shared: perturbed test sets, computed once for all runs
     for r in args.run:
-        res = robustness_run(r, args.data, kinds, max_items=args.max_items, seed=args.seed, device=args.device,
+        res = robustness_run(r, args.data, kinds, severities=tuple(severities), max_items=args.max_items, seed=args.seed, device=args.device,
                              progress=not args.quiet, cache_perturbed=not args.no_cache_perturbed,
                              shared=shared)
         results[Path(r).name] = res
