@@ -102,7 +102,10 @@ def _kept(task):
 def _close_tasks(tasks: list) -> None:
     with native_logs_silenced():
         for task in tasks:
-            task.close()
+            try:
+                task.close()
+            except RuntimeError:  # the interpreter is shutting down: MediaPipe's dispatcher is gone, and so is the task
+                pass
             with _KEPT_LOCK:
                 if any(k is task for k in _KEPT):
                     _KEPT.remove(task)
