@@ -50,7 +50,7 @@ def _reference_in(tree: Path, tmp_path: Path, request) -> Path:
         from gazeclip.weights import asset_path
 
         return asset_path("photo-astronaut")
-    from test_predict import make_run
+    from helpers import make_run
 
     make_run(tmp_path / "tiny-run", faces="none")
     img = tmp_path / "a.png"

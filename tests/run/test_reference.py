@@ -168,7 +168,7 @@ def test_serve_without_run_answers(packed, monkeypatch, capsys):
 
 
 def test_pack_refusals_leave_the_packaged_reference_as_it_was_and_a_repack_replaces_it(packed, tmp_path, capsys):
-    from test_predict import make_run
+    from helpers import make_run
 
     data, run, root = packed
     copy = tmp_path / "ref"
