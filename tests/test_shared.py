@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
-from gazeclip.atomic import atomic_path, atomic_write_text
+from gazeclip.atomic import atomic_dir, atomic_path, atomic_write_text
 from gazeclip.common import sha256_of
 from gazeclip.registry import Registry, UnknownNameError
 
@@ -22,6 +23,26 @@ def test_atomic_path_renames_on_success_and_leaves_nothing_on_error(tmp_path):
             raise RuntimeError("killed")
     assert target.read_bytes() == b"new"                      # the old file is untouched
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.png"]  # no temp file left
+
+
+def test_atomic_dir_replaces_the_folder_on_success_and_leaves_it_on_error(tmp_path):
+    target = tmp_path / "export" / "int8"
+    with atomic_dir(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        (tmp / "a.bin").write_bytes(b"new")
+    assert [p.name for p in target.iterdir()] == ["a.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0o700
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "b.bin").write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert [p.name for p in target.iterdir()] == ["a.bin"]     # the old folder is untouched
+    assert [p.name for p in target.parent.iterdir()] == ["int8"]  # no temp folder left
+    with atomic_dir(target) as tmp:
+        (tmp / "c.bin").write_bytes(b"again")
+    assert [p.name for p in target.iterdir()] == ["c.bin"]     # a finished one replaces the old
 
 
 def test_sha256_of_matches_hashlib(tmp_path):

@@ -1,8 +1,10 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename, so a kill never leaves
-half a file behind. Every step that writes files uses these (the one temp-then-rename in src/)."""
+half a file behind (`atomic_dir`: the same for a whole folder). Every step that writes files uses
+these (the one temp-then-rename in src/)."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,27 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp folder next to `path` to fill; on success it replaces `path` (an older folder
+    there is removed) with the permissions of a folder made under the umask (mkdtemp makes it
+    private; outputs are shared like run folders), on any error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -28,15 +28,14 @@ ModelOutput), so `load_run(OUT, runtime="onnx")`, `predict` and `eval` use it li
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_dir
 from ..models.interface import REGIONS, Batch
 
 from ..run.onnx_runtime import FILES, FORMAT, INPUTS, OUTPUTS, session as _session  # noqa: F401 (re-exported)
@@ -164,7 +163,8 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
 
     from ..run.folder import read_run_yaml
     from ..run.loader import load_run
-    from ..run.onnx_runtime import RUN_FILES, sha256_file
+    from ..common import sha256_of
+    from ..run.onnx_runtime import RUN_FILES
     from ..run.utils import atomic_write_json
 
     out = Path(out)
@@ -173,9 +173,7 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
     run = load_run(run_dir, "cpu", precision="fp32")  # the inference copy in fp32: int8 is made from it
     model = run.model
     pre, gaze_dim = run.preprocess, run.gaze_dim or 512
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out) as tmp:
         export_onnx(model, tmp / FILES["fp32"], pre.size, gaze_dim, opset)
         files = {"fp32": FILES["fp32"]}
         if int8:
@@ -202,7 +200,7 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
                 "outputs": list(OUTPUTS), "files": files, "opset": opset,
                 "parity_max_abs_diff_vs_torch": parity, "parity_batch": "export.example_inputs(n=4, seed=1)",
                 "versions": {p: version(p) for p in ("torch", "onnx", "onnxruntime")},
-                "sha256": {n: sha256_file(tmp / n) for n in (*files.values(), *RUN_FILES)},
+                "sha256": {n: sha256_of(tmp / n) for n in (*files.values(), *RUN_FILES)},
                 "default_precision": "fp32"}
         atomic_write_json(tmp / "export.json", meta)  # first without the quality: OnnxModel reads it
         quality = measure_quality(run, tmp, files, data or read_run_yaml(run_dir).get("data"))
@@ -210,15 +208,6 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = False, force: 
             quality["int8"]["verdicts_changed"] == quality["int8"]["generators_changed"] == 0
         meta.update(quality=quality, default_precision="int8" if int8_ok else "fp32")
         atomic_write_json(tmp / "export.json", meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; an export is shared like a run folder
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

@@ -21,14 +21,12 @@ NNCF is optional: `pip install nncf==3.4.0` (it installs within the pinned torch
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_dir
 from ..common import sha256_of
 from ..errors import MissingFileError, UsageError
 from ..run.openvino_runtime import INT8_DIR, INT8_FORMAT, compile_cpu, input_names
@@ -81,8 +79,7 @@ def quantize_openvino_int8(export_dir: str | Path, data_dir: str | Path | None =
     names = input_names(model)
     quantized = nncf.quantize(model, nncf.Dataset(feeds, lambda d: {name: d[name] for name in names.values()}),
                               model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
-    tmp = Path(tempfile.mkdtemp(dir=export_dir, prefix=f".{INT8_DIR}.", suffix=".tmp"))
-    try:
+    with atomic_dir(export_dir / INT8_DIR) as tmp:
         ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
         # agreement with the fp32 graph on the calibration items (the test split is `gazeclip eval`'s)
         ref, got = compile_cpu(export_dir / FILES["fp32"], "fp32"), compile_cpu(tmp / "model.xml", "fp32")
@@ -101,14 +98,4 @@ def quantize_openvino_int8(export_dir: str | Path, data_dir: str | Path | None =
                                                 "argmax_agreement": float((c_got == c_ref).mean())},
                 "versions": {k: version(k) for k in ("nncf", "openvino")}}
         (tmp / "quantization.json").write_text(json.dumps(meta, indent=2) + "\n")
-        dest = export_dir / INT8_DIR
-        if dest.exists():
-            shutil.rmtree(dest)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; an export is shared like a run folder
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
