@@ -203,14 +203,14 @@ def test_unreadable_export_json_named(exported, tmp_path, images, capsys, conten
 @pytest.mark.parametrize("damage", ["empty", "truncated", "text"])
 def test_damaged_onnx_file_named(exported, tmp_path, images, capsys, damage):  # noqa: F811
     """Even with export.json re-pinned to the damaged file, onnxruntime's refusal is one line."""
-    from gazeclip.run.onnx_runtime import sha256_file
+    from gazeclip.common import sha256_of
 
     folder = copy_run(exported, tmp_path, "export")
     p = folder / "model.onnx"
     data = p.read_bytes()
     p.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "text": b"not a model\n"}[damage])
     meta = json.loads((folder / "export.json").read_text())
-    meta["sha256"]["model.onnx"] = sha256_file(p)
+    meta["sha256"]["model.onnx"] = sha256_of(p)
     (folder / "export.json").write_text(json.dumps(meta))
     refused_one_line(capsys, onnx_args(folder, images[0]), "model.onnx")
 

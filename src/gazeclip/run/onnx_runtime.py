@@ -10,13 +10,13 @@ names of FILES, so no path can point outside the folder.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..common import sha256_of
 from ..errors import DamagedFileError, GazeclipError, MissingFileError, UsageError
 from ..models.interface import Batch, ModelOutput
 
@@ -42,14 +42,6 @@ def session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def export_fix(folder: Path) -> str:
     return f"export the run again: `gazeclip export --run RUN --out {folder} --force [--int8]`"
 
@@ -60,7 +52,7 @@ def verified_file(folder: str | Path, meta: dict, name: str) -> Path:
     path = folder / name
     if not path.is_file():
         raise DamagedFileError(path, "missing from the export", export_fix(folder))
-    if sha256_file(path) != meta["sha256"][name]:
+    if sha256_of(path) != meta["sha256"][name]:
         raise DamagedFileError(path, "does not match the sha256 export.json pins for it (a changed byte, or a file "
                                "from another export)", export_fix(folder))
     return path
