@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run[0]) / "robustness"
     results, shared = {}, {}  # shared: perturbed test sets, computed once for all runs
     for r in args.run:
-        res = robustness_run(r, args.data, kinds, severities=tuple(severities), max_items=args.max_items, seed=args.seed, device=args.device,
-                             progress=not args.quiet, cache_perturbed=not args.no_cache_perturbed,
-                             shared=shared)
+        res = robustness_run(r, args.data, kinds, severities=tuple(severities), max_items=args.max_items,
+                             seed=args.seed, device=args.device, progress=not args.quiet,
+                             cache_perturbed=not args.no_cache_perturbed, shared=shared)
         results[Path(r).name] = res
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "robustness.json", results)

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out, "--out", folder=True)
     options = runtime_options(args)
     if args.out:
-        return _run_batch(args)
+        return _run_batch(args, options)
     det = load(args.run, args.device, face_cache=args.face_cache, **options)
     video = VideoOptions(fps=args.fps, frames=args.frames)
     paths = list(args.paths)
@@ -177,8 +177,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run_batch(args: argparse.Namespace) -> int:
-    """`--out DIR`: the result folder, in this process or as one rank of torchrun's."""
+def _run_batch(args: argparse.Namespace, options: dict) -> int:
+    """`--out DIR`: the result folder, in this process or as one rank of torchrun's; `options`:
+    `runtime_options(args)`."""
     from ..run import utils as U
     from .batch import DIST_TIMEOUT_S, BatchOptions, run_batch
     from .detector import load
@@ -187,7 +188,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     world = U.dist_env()[1]
     U.init_distributed(U.resolve_device(args.device), timeout_s=DIST_TIMEOUT_S)
     try:
-        det = load(args.run, args.device, face_cache=args.face_cache, precision=args.precision, runtime=args.runtime)
+        det = load(args.run, args.device, face_cache=args.face_cache, **options)
         opts = BatchOptions(Path(args.out), VideoOptions(fps=args.fps, frames=args.frames), per_frame=args.per_frame,
                             resume=args.resume, chunk=args.chunk, progress=not args.quiet)
         result = run_batch(det, args.paths, args.files_from, opts)
